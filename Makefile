@@ -1,0 +1,37 @@
+# The two commands: `make demo` and `make test`. Both build .venv from the lock first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+LOCK   := requirements/dev.lock
+STAMP  := $(VENV)/.installed
+PORT   ?= 8000
+HOST   ?= 127.0.0.1
+
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test lint bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python demo/manage.py migrate --noinput
+	$(BIN)/python -m uvicorn demo.asgi:application --host $(HOST) --port $(PORT) --app-dir . $(if $(WORKERS),--workers $(WORKERS),)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests demo bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,201 @@
+// Subscriptions: the subscribe frame, ready, messages, positions, sharing a topic.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { TidingsError } from "../../src/tidings/static/tidings/tidings.js";
+import { setup, stateOf } from "./fake-websocket.mjs";
+
+test("subscribe waits for the socket, sends the frame and resolves ready with the reply", async (t) => {
+  const { client, WS } = setup(t);
+  const sub = client.subscribe("rooms.lobby", () => {});
+  assert.equal(client.state, "connecting");
+  assert.deepEqual(WS.last.sent, [], "nothing can be sent before the socket opens");
+  assert.equal(await stateOf(sub.ready), "pending");
+
+  WS.last.serverOpen();
+  assert.equal(client.state, "open");
+  assert.deepEqual(WS.last.frames, [{ id: 1, op: "subscribe", topic: "rooms.lobby" }]);
+
+  WS.last.reply(WS.last.frames[0], { topic: "rooms.lobby", position: "k3Xq9a:41" });
+  const reply = await sub.ready;
+  assert.deepEqual(reply, { id: 1, ok: true, topic: "rooms.lobby", position: "k3Xq9a:41" });
+  assert.equal(sub.topic, "rooms.lobby");
+  assert.equal(sub.position, "k3Xq9a:41", "position is where the subscription stands");
+  assert.equal(sub.recovered, undefined);
+  assert.equal(sub.active, true);
+});
+
+test("subscribe on an open client sends at once, with since; the replay reaches the callback", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const got = [];
+  const subscribed = [];
+  const sub = client.subscribe("news", (msg) => got.push(msg), { since: "ep:7" });
+  sub.on("subscribed", (reply) => subscribed.push(reply.recovered));
+  assert.equal(sub.position, "ep:7");
+  const [frame] = WS.last.frames;
+  assert.deepEqual(frame, { id: 1, op: "subscribe", topic: "news", since: "ep:7" });
+
+  WS.last.message("news", "ep:8", { n: 8 });
+  WS.last.message("news", "ep:9", { n: 9 });
+  WS.last.reply(frame, { topic: "news", position: "ep:9", recovered: true });
+  await sub.ready;
+  assert.deepEqual(got.map((m) => m.data.n), [8, 9]);
+  assert.equal(sub.recovered, true);
+  assert.equal(sub.position, "ep:9");
+  assert.deepEqual(subscribed, [true]);
+});
+
+test("a recovered reply that arrives before the replayed messages does not hide them", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const got = [];
+  const sub = client.subscribe("news", (msg) => got.push(msg.position), { since: "ep:5" });
+  WS.last.reply(WS.last.frames[0], { topic: "news", position: "ep:8", recovered: true });
+  await sub.ready;
+  for (const position of ["ep:6", "ep:7", "ep:8"]) WS.last.message("news", position);
+  assert.deepEqual(got, ["ep:6", "ep:7", "ep:8"]);
+  assert.equal(sub.position, "ep:8");
+});
+
+test("a message reaches the callback as sent and updates position; other topics don't", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const got = [];
+  const sub = client.subscribe("rooms.lobby", (msg) => got.push(msg));
+  WS.last.reply(WS.last.frames[0], { topic: "rooms.lobby", position: "ep:0" });
+  await sub.ready;
+
+  WS.last.message("rooms.lobby", "ep:1", { text: "hi" }, "chat");
+  WS.last.message("rooms.other", "ep:5", { text: "not for us" });
+  assert.deepEqual(got, [
+    { op: "message", topic: "rooms.lobby", position: "ep:1", event: "chat", data: { text: "hi" } },
+  ]);
+  assert.equal(sub.position, "ep:1");
+});
+
+test("forbidden rejects ready with a TidingsError, fires error, and ends the subscription", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const got = [];
+  const errors = [];
+  const sub = client.subscribe("secret", (msg) => got.push(msg));
+  sub.on("error", (error) => errors.push(error.code));
+  WS.last.fail(WS.last.frames[0], "forbidden", "You may not subscribe to 'secret'.");
+
+  await assert.rejects(sub.ready, (error) => {
+    assert.ok(error instanceof TidingsError);
+    assert.equal(error.code, "forbidden");
+    assert.equal(error.message, "You may not subscribe to 'secret'.");
+    return true;
+  });
+  assert.deepEqual(errors, ["forbidden"]);
+  assert.equal(sub.active, false);
+
+  WS.last.message("secret", "ep:1");
+  assert.deepEqual(got, []);
+
+  // A refused topic is not resubscribed after a reconnect...
+  WS.last.serverClose(1006);
+  await new Promise((resolve) => client.on("open", resolve));
+  assert.deepEqual(WS.last.framesOf("subscribe"), []);
+  // ...but subscribing again asks the server again.
+  client.subscribe("secret", () => {});
+  assert.deepEqual(WS.last.framesOf("subscribe").map((f) => f.topic), ["secret"]);
+});
+
+test("a message whose position was seen is dropped; offsets compare as integers; a new epoch resets", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const got = [];
+  const sub = client.subscribe("t", (msg) => got.push(msg.position));
+  WS.last.reply(WS.last.frames[0], { topic: "t", position: "ep:0" });
+  await sub.ready;
+
+  const sent = ["ep:1", "ep:2", "ep:2", "ep:1", "ep:9", "ep:10", "ep:9", "new:1", "new:1", "new:2"];
+  for (const position of sent) WS.last.message("t", position);
+  assert.deepEqual(got, ["ep:1", "ep:2", "ep:9", "ep:10", "new:1", "new:2"]);
+  assert.equal(sub.position, "new:2");
+});
+
+test("two Subscriptions to one topic share one server subscription", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const a = [];
+  const b = [];
+  const subA = client.subscribe("room", (msg) => a.push(msg.position));
+  const subB = client.subscribe("room", (msg) => b.push(msg.position));
+  assert.notEqual(subA, subB);
+  assert.equal(WS.last.framesOf("subscribe").length, 1, "one subscribe frame for both");
+
+  WS.last.reply(WS.last.frames[0], { topic: "room", position: "ep:0" });
+  assert.equal((await subA.ready).position, "ep:0");
+  assert.equal((await subB.ready).position, "ep:0");
+
+  WS.last.message("room", "ep:1");
+  assert.deepEqual([a, b], [["ep:1"], ["ep:1"]]);
+
+  // A third one, after the reply, is ready at once without asking the server.
+  const subC = client.subscribe("room", () => {});
+  assert.equal(await stateOf(subC.ready), "fulfilled");
+  assert.equal(subC.position, "ep:1");
+  assert.equal(WS.last.framesOf("subscribe").length, 1);
+
+  subA.unsubscribe();
+  subC.unsubscribe();
+  assert.deepEqual(WS.last.framesOf("unsubscribe"), [], "subB still listens");
+  WS.last.message("room", "ep:2");
+  assert.deepEqual([a, b], [["ep:1"], ["ep:1", "ep:2"]]);
+
+  subB.unsubscribe();
+  assert.deepEqual(WS.last.framesOf("unsubscribe"), [{ id: 2, op: "unsubscribe", topic: "room" }]);
+  WS.last.message("room", "ep:3");
+  assert.deepEqual([a, b], [["ep:1"], ["ep:1", "ep:2"]]);
+  assert.equal(subB.active, false);
+  assert.equal(subB.position, "ep:2", "the last position stays readable");
+});
+
+test("unsubscribing before the reply rejects ready; a fresh subscribe ignores the stale reply", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const old = client.subscribe("room", () => {});
+  old.unsubscribe();
+  await assert.rejects(old.ready, { code: "unsubscribed" });
+
+  const got = [];
+  const sub = client.subscribe("room", (msg) => got.push(msg.position));
+  const [first, second] = WS.last.framesOf("subscribe");
+  assert.equal(second.topic, "room");
+  WS.last.reply(first, { topic: "room", position: "ep:1" }); // for the old subscription
+  assert.equal(await stateOf(sub.ready), "pending");
+  WS.last.reply(second, { topic: "room", position: "ep:3" });
+  assert.equal((await sub.ready).position, "ep:3");
+  WS.last.message("room", "ep:4");
+  assert.deepEqual(got, ["ep:4"]);
+});
+
+test("a callback that throws is reported and does not stop the other callbacks", async (t) => {
+  const reported = [];
+  globalThis.reportError = (error) => reported.push(error.message);
+  t.after(() => delete globalThis.reportError);
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const got = [];
+  client.subscribe("t", () => { throw new Error("boom"); });
+  client.subscribe("t", (msg) => got.push(msg.position));
+  WS.last.message("t", "ep:1");
+  assert.deepEqual(got, ["ep:1"]);
+  assert.deepEqual(reported, ["boom"]);
+});
+
+test("server errors that answer no request and frames that are not JSON go to the client's error event", (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const errors = [];
+  client.on("error", (error) => errors.push(error.code));
+  WS.last.serverSend({ id: null, ok: false, error: { code: "too_large", message: "too large" } });
+  WS.last.serverSend("not json");
+  WS.last.serverSend("[1, 2]");
+  assert.deepEqual(errors, ["too_large", "bad_frame", "bad_frame"]);
+  assert.equal(client.state, "open", "the connection stays open");
+});

@@ -1,0 +1,54 @@
+"""tidings: realtime for Django.
+
+    import tidings
+    tidings.publish("rooms.lobby", {"text": "hi"})           # from sync code
+    await tidings.apublish("rooms.lobby", {"text": "hi"})    # from async code
+    tidings.allow("rooms.*", subscribe=True, publish="authenticated")
+
+    @tidings.handler("rooms.*")
+    def on_message(msg: tidings.ClientMessage): ...
+
+Names are imported lazily, so ``INSTALLED_APPS = [..., "tidings"]`` imports nothing
+that needs settings before Django is set up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tidings.api import apublish, publish
+    from tidings.handlers import ClientMessage, Reject, handler
+    from tidings.messages import Message, Position
+    from tidings.rules import allow
+
+__all__ = [
+    "ClientMessage",
+    "Message",
+    "Position",
+    "Reject",
+    "allow",
+    "apublish",
+    "handler",
+    "publish",
+]
+
+_WHERE = {
+    "publish": "tidings.api",
+    "apublish": "tidings.api",
+    "allow": "tidings.rules",
+    "handler": "tidings.handlers",
+    "ClientMessage": "tidings.handlers",
+    "Reject": "tidings.handlers",
+    "Message": "tidings.messages",
+    "Position": "tidings.messages",
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _WHERE[name]
+    except KeyError:
+        raise AttributeError(f"module 'tidings' has no attribute {name!r}") from None
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,82 @@
+"""Who is connecting, and from which site.
+
+The user comes from Django's session cookie, exactly as ``AuthenticationMiddleware``
+would resolve it, so ``request.user`` in a view and the user a rule sees are the same.
+The ``Origin`` check stops cross-site WebSocket hijacking: a page on another site
+cannot open a socket that rides on the visitor's cookies.
+
+Channels' ``OriginValidator`` is ASGI middleware for WebSockets only; the same check
+is needed for the HTTP transports, so this module holds one small function both use,
+built on Django's own ``validate_host``.
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+from importlib import import_module
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def header(headers: Headers, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case bytes), decoded as latin-1."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed_origins: tuple[str, ...]) -> bool:
+    """May a page served from ``origin`` talk to us (reached as ``host``)?
+
+    Refused: no Origin, ``null``, a non-http(s) scheme. Allowed: an exact entry of
+    ``TIDINGS["ALLOWED_ORIGINS"]`` (or ``"*"``); the request's own host (same origin);
+    a host matched by ``ALLOWED_HOSTS``, except a bare ``"*"`` there, which would let
+    every site in.
+    """
+    if not origin or origin == "null":
+        return False
+    if "*" in allowed_origins or origin.rstrip("/") in allowed_origins:
+        return True
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if host is not None and parts.netloc.lower() == host.lower():
+        return True
+    allowed_hosts = [h for h in settings.ALLOWED_HOSTS if h != "*"]
+    if settings.DEBUG and not settings.ALLOWED_HOSTS:
+        allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _port = split_domain_port(parts.netloc)
+    return bool(domain) and validate_host(domain, allowed_hosts)
+
+
+async def user_from_headers(headers: Headers) -> Any:
+    """The Django user of the session cookie in ``headers`` (``AnonymousUser`` if none)."""
+    if "django.contrib.auth" not in settings.INSTALLED_APPS:
+        return None
+    from django.contrib.auth import aget_user
+    from django.contrib.auth.models import AnonymousUser
+
+    cookie = header(headers, b"cookie")
+    if not cookie:
+        return AnonymousUser()
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(cookie)
+    except Exception:
+        return AnonymousUser()
+    morsel = jar.get(settings.SESSION_COOKIE_NAME)
+    if morsel is None:
+        return AnonymousUser()
+    engine = import_module(settings.SESSION_ENGINE)
+    request = SimpleNamespace(session=engine.SessionStore(morsel.value))
+    return await aget_user(request)  # type: ignore[arg-type]

@@ -1,0 +1,32 @@
+"""Brokers move messages between processes and keep history and presence.
+
+Pick one by URL in ``TIDINGS["BROKER"]``: ``memory://`` (one process, the default).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from tidings.brokers.base import Broker, HistoryResult
+
+BACKENDS = {
+    "memory": "tidings.brokers.memory.MemoryBroker",
+}
+
+
+def broker_from_url(url: str) -> Broker:
+    """Build the broker that ``url``'s scheme names."""
+    scheme = urlsplit(url).scheme
+    try:
+        path = BACKENDS[scheme]
+    except KeyError:
+        known = ", ".join(f"{s}://" for s in BACKENDS)
+        raise ImproperlyConfigured(f"TIDINGS['BROKER'] = {url!r}: use one of {known}") from None
+    cls: type[Broker] = import_string(path)
+    return cls(url)
+
+
+__all__ = ["Broker", "HistoryResult", "broker_from_url"]

@@ -1,0 +1,105 @@
+"""The broker contract. Every broker passes ``tests/test_broker_contract.py``.
+
+A broker does four things and makes no policy:
+
+1. **Publish** a message to a topic and return its :class:`~tidings.messages.Position`.
+   Appending to the topic's history and handing the message to subscribed processes
+   is one atomic step: every process sees a topic's messages in offset order, and a
+   message is in history before (or at the same moment as) it reaches any process.
+   Offsets are consecutive per topic, even when several processes publish at once.
+2. **Deliver** the messages of topics this process is subscribed to, by calling the
+   ``deliver`` callback given to :meth:`Broker.start`, on the event loop that called
+   ``start``, in offset order per topic. Fan-out to connections is the hub's job, not
+   the broker's.
+3. **History**: the messages after a position, or a plain "cannot" — never a partial
+   replay passed off as complete (:class:`HistoryResult`).
+4. **Presence**: a per-topic map of connection id -> member info, with entries that
+   expire unless refreshed, so a crashed process's entries go away by themselves.
+
+``publish`` is synchronous and may be called from any thread (Django views, management
+commands, workers); ``apublish`` is its twin for async code. Both raise
+:class:`BrokerError` when the message could not be published: a publish either
+returns a position or raises.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tidings.conf import HistoryPolicy
+from tidings.messages import Message, Position
+
+Deliver = Callable[[Message], None]
+
+
+class BrokerError(Exception):
+    """The broker could not do what was asked (e.g. its server is unreachable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    """The answer to "what came after ``since``?".
+
+    ``recovered`` is true when ``messages`` is exactly every message after ``since``
+    up to ``position`` (possibly none). It is false when that cannot be promised: the
+    epoch changed, ``since`` is ahead of the topic, or history no longer reaches back
+    to it; ``messages`` is then empty. ``position`` is the topic's position now.
+    """
+
+    position: Position
+    recovered: bool
+    messages: tuple[Message, ...] = ()
+
+
+class Broker(abc.ABC):
+    """Moves messages between processes; keeps history and presence. See module doc."""
+
+    url: str
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @abc.abstractmethod
+    async def start(self, deliver: Deliver) -> None:
+        """Begin delivering messages of subscribed topics to ``deliver`` on this loop."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop delivering and release connections; ``start`` may be called again."""
+
+    @abc.abstractmethod
+    async def subscribe(self, topic: str) -> None:
+        """This process wants ``topic``'s messages (the hub calls it on its first local subscriber)."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, topic: str) -> None:
+        """This process no longer wants ``topic``'s messages (after its last local subscriber)."""
+
+    @abc.abstractmethod
+    def publish(self, topic: str, event: str, data_json: str, history: HistoryPolicy) -> Position:
+        """Append to history and deliver, atomically; return the new position. Any thread."""
+
+    @abc.abstractmethod
+    async def apublish(
+        self, topic: str, event: str, data_json: str, history: HistoryPolicy
+    ) -> Position:
+        """Async twin of :meth:`publish`."""
+
+    @abc.abstractmethod
+    async def history(self, topic: str, since: Position | None) -> HistoryResult:
+        """Messages after ``since`` (``None``: just the current position)."""
+
+    @abc.abstractmethod
+    async def presence_add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
+        """Add or refresh ``conn_id`` in ``topic``'s presence; it expires after the presence TTL."""
+
+    @abc.abstractmethod
+    async def presence_remove(self, topic: str, conn_id: str) -> None:
+        """Remove ``conn_id`` from ``topic``'s presence."""
+
+    @abc.abstractmethod
+    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
+        """``topic``'s live presence entries: connection id -> member info."""

@@ -1,0 +1,159 @@
+"""The in-process broker: history in ring buffers, presence in dicts. One process only.
+
+Publishing is thread-safe: a lock orders appends, and deliveries go through one FIFO
+outbox drained on the event loop that started the broker, so subscribers see every
+topic in offset order whichever thread published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from tidings.brokers.base import Broker, Deliver, HistoryResult
+from tidings.conf import HistoryPolicy
+from tidings.messages import Message, Position
+
+PRESENCE_TTL = 60.0
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+class _Stream:
+    """One topic's history: an epoch, the last offset, and the kept messages."""
+
+    __slots__ = ("epoch", "kept", "offset")
+
+    def __init__(self) -> None:
+        self.epoch = new_epoch()
+        self.offset = 0
+        self.kept: deque[Message] = deque()
+
+    def trim(self, policy: HistoryPolicy, now: float) -> None:
+        kept = self.kept
+        while kept and (len(kept) > policy.size or now - kept[0].timestamp > policy.ttl):
+            kept.popleft()
+
+
+class MemoryBroker(Broker):
+    def __init__(self, url: str = "memory://") -> None:
+        super().__init__(url)
+        self._lock = threading.Lock()
+        self._streams: dict[str, _Stream] = {}
+        self._policies: dict[str, HistoryPolicy] = {}
+        self._outbox: deque[Message] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._deliver: Deliver | None = None
+        self._drain_scheduled = False
+        self._presence: dict[str, dict[str, tuple[float, dict[str, Any]]]] = {}
+
+    async def start(self, deliver: Deliver) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        with self._lock:
+            self._loop = None
+            self._deliver = None
+            self._outbox.clear()
+            self._drain_scheduled = False
+
+    async def subscribe(self, topic: str) -> None:
+        """Nothing to do: every message of this process is already here."""
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Nothing to do."""
+
+    def publish(self, topic: str, event: str, data_json: str, history: HistoryPolicy) -> Position:
+        now = time.time()
+        with self._lock:
+            stream = self._streams.get(topic)
+            if stream is None:
+                stream = self._streams[topic] = _Stream()
+            stream.offset += 1
+            message = Message(topic, event, data_json, Position(stream.epoch, stream.offset), now)
+            if history.enabled:
+                stream.kept.append(message)
+                self._policies[topic] = history
+            stream.trim(history, now)
+            loop = self._loop
+            if loop is None:
+                return message.position
+            self._outbox.append(message)
+            schedule = not self._drain_scheduled
+            self._drain_scheduled = True
+        if _running_loop() is loop:
+            self._drain()
+        elif schedule:
+            loop.call_soon_threadsafe(self._drain)
+        return message.position
+
+    async def apublish(
+        self, topic: str, event: str, data_json: str, history: HistoryPolicy
+    ) -> Position:
+        return self.publish(topic, event, data_json, history)
+
+    def _drain(self) -> None:
+        """Deliver the outbox in order; runs on the broker's loop only."""
+        outbox = self._outbox
+        while True:
+            with self._lock:
+                if not outbox:
+                    self._drain_scheduled = False
+                    return
+                batch = list(outbox)
+                outbox.clear()
+            deliver = self._deliver
+            if deliver is not None:
+                for message in batch:
+                    deliver(message)
+
+    async def history(self, topic: str, since: Position | None) -> HistoryResult:
+        with self._lock:
+            stream = self._streams.get(topic)
+            if stream is None:
+                stream = self._streams[topic] = _Stream()
+            policy = self._policies.get(topic)
+            if policy is not None:
+                stream.trim(policy, time.time())
+            position = Position(stream.epoch, stream.offset)
+            if since is None:
+                return HistoryResult(position, recovered=True)
+            if since.epoch != stream.epoch or since.offset > stream.offset:
+                return HistoryResult(position, recovered=False)
+            missed = stream.offset - since.offset
+            if missed == 0:
+                return HistoryResult(position, recovered=True)
+            kept = stream.kept
+            if len(kept) < missed:
+                return HistoryResult(position, recovered=False)
+            messages = tuple(kept[i] for i in range(len(kept) - missed, len(kept)))
+            return HistoryResult(position, recovered=True, messages=messages)
+
+    async def presence_add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
+        self._presence.setdefault(topic, {})[conn_id] = (time.monotonic() + PRESENCE_TTL, info)
+
+    async def presence_remove(self, topic: str, conn_id: str) -> None:
+        entries = self._presence.get(topic)
+        if entries is not None:
+            entries.pop(conn_id, None)
+            if not entries:
+                del self._presence[topic]
+
+    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        entries = self._presence.get(topic, {})
+        return {cid: info for cid, (expires, info) in entries.items() if expires > now}
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

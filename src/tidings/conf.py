@@ -1,0 +1,132 @@
+"""Settings: one ``TIDINGS`` dict in Django settings, read once, reset when it changes.
+
+Every key is optional. See docs/reference/settings.md for what each one does.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from tidings.rules import Rule, from_settings
+from tidings.topics import Pattern
+
+DEFAULTS: dict[str, Any] = {
+    "BROKER": "memory://",
+    "PATH": "/realtime/",
+    "ALLOWED_ORIGINS": [],
+    "MAX_FRAME_BYTES": 64 * 1024,
+    "MAX_SUBSCRIPTIONS": 100,
+    "QUEUE_SIZE": 1000,
+    "RATE_LIMIT": {"rate": 100.0, "burst": 200},
+    "TOPIC_MAX_LENGTH": 200,
+    "HISTORY_SIZE": 100,
+    "HISTORY_TTL": 300.0,
+    "HISTORY": {},
+    "RULES": {},
+}
+
+
+@dataclass(frozen=True)
+class HistoryPolicy:
+    """How much of a topic's past the broker keeps: ``size`` messages, ``ttl`` seconds.
+
+    ``size == 0`` or ``ttl == 0`` keeps nothing (offsets still count up).
+    """
+
+    size: int
+    ttl: float
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0 and self.ttl > 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str
+    path: str
+    allowed_origins: tuple[str, ...]
+    max_frame_bytes: int
+    max_subscriptions: int
+    queue_size: int
+    rate: float
+    burst: int
+    topic_max_length: int
+    history: HistoryPolicy
+    history_overrides: tuple[tuple[Pattern, HistoryPolicy], ...]
+    rules: tuple[Rule, ...]
+    _history_cache: dict[str, HistoryPolicy] = field(default_factory=dict, compare=False)
+
+    @property
+    def ws_path(self) -> str:
+        return self.path + "ws"
+
+    def history_for(self, topic: str) -> HistoryPolicy:
+        """The history policy of ``topic``: the first matching ``HISTORY`` pattern, else the default."""
+        try:
+            return self._history_cache[topic]
+        except KeyError:
+            pass
+        policy = next((p for pat, p in self.history_overrides if pat.match(topic)), self.history)
+        if len(self._history_cache) > 10_000:
+            self._history_cache.clear()
+        self._history_cache[topic] = policy
+        return policy
+
+
+def _policy(value: Any, default: HistoryPolicy, where: str) -> HistoryPolicy:
+    if not isinstance(value, dict) or set(value) - {"size", "ttl"}:
+        raise ImproperlyConfigured(f"TIDINGS[{where!r}] must be a dict with 'size' and/or 'ttl'")
+    return HistoryPolicy(
+        size=int(value.get("size", default.size)), ttl=float(value.get("ttl", default.ttl))
+    )
+
+
+def load() -> Settings:
+    """Build :class:`Settings` from ``settings.TIDINGS`` over :data:`DEFAULTS`."""
+    user = getattr(django_settings, "TIDINGS", {}) or {}
+    unknown = set(user) - set(DEFAULTS) - {"GRIP"}
+    if unknown:
+        raise ImproperlyConfigured(f"Unknown TIDINGS settings: {', '.join(sorted(unknown))}")
+    raw = {**DEFAULTS, **user}
+    path = str(raw["PATH"])
+    if not (path.startswith("/") and path.endswith("/")):
+        raise ImproperlyConfigured("TIDINGS['PATH'] must start and end with '/'")
+    rate = raw["RATE_LIMIT"]
+    default_history = HistoryPolicy(int(raw["HISTORY_SIZE"]), float(raw["HISTORY_TTL"]))
+    overrides = tuple(
+        (Pattern(pattern), _policy(value, default_history, f"HISTORY][{pattern!r}"))
+        for pattern, value in dict(raw["HISTORY"]).items()
+    )
+    return Settings(
+        broker=str(raw["BROKER"]),
+        path=path,
+        allowed_origins=tuple(str(o).rstrip("/") for o in raw["ALLOWED_ORIGINS"]),
+        max_frame_bytes=int(raw["MAX_FRAME_BYTES"]),
+        max_subscriptions=int(raw["MAX_SUBSCRIPTIONS"]),
+        queue_size=int(raw["QUEUE_SIZE"]),
+        rate=float(rate["rate"]),
+        burst=int(rate["burst"]),
+        topic_max_length=int(raw["TOPIC_MAX_LENGTH"]),
+        history=default_history,
+        history_overrides=overrides,
+        rules=from_settings(dict(raw["RULES"])),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load()
+
+
+@receiver(setting_changed)
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TIDINGS":
+        get_settings.cache_clear()

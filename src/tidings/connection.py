@@ -1,0 +1,263 @@
+"""The asyncio driver of one WebSocket connection: protocol session + hub + socket.
+
+Two loops per connection. The *writer* (the ASGI task itself) drains a bounded
+outbound queue of already-encoded frames into ``send``; the *reader* (one task) feeds
+client frames to the sans-I/O :class:`~tidings.protocol.Session` and acts on what it
+returns. The hub calls :meth:`Connection.deliver`, which only appends to the queue:
+when the queue is full the connection is cut (close 4009) and dropped from the hub at
+once, so it never holds up the publisher or anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import time
+from collections import deque
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from tidings import handlers, rules
+from tidings.brokers.base import BrokerError
+from tidings.handlers import ClientMessage, Reject
+from tidings.messages import Message, encode_data
+from tidings.node import Node
+from tidings.protocol import (
+    CLOSE_SLOW_CONSUMER,
+    Close,
+    Error,
+    Limits,
+    Ping,
+    PresenceQuery,
+    Publish,
+    Request,
+    Session,
+    Subscribe,
+    Unsubscribe,
+    error_frame,
+    reply_frame,
+)
+from tidings.types import Receive, Send
+
+logger = logging.getLogger("tidings.connection")
+
+
+class Connection:
+    def __init__(self, node: Node, user: Any, send: Send) -> None:
+        settings = node.settings
+        self.id = secrets.token_urlsafe(12)
+        self.node = node
+        self.user = user
+        self.session = Session(
+            Limits(
+                max_frame_bytes=settings.max_frame_bytes,
+                max_subscriptions=settings.max_subscriptions,
+                topic_max_length=settings.topic_max_length,
+                rate=settings.rate,
+                burst=settings.burst,
+            ),
+            time.monotonic(),
+        )
+        self._send = send
+        self._queue: deque[str] = deque()
+        self._queue_size = settings.queue_size
+        self._wakeup: asyncio.Future[None] | None = None
+        self._close: Close | None = None
+        self._done = False
+        self._joining: dict[str, list[Message]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id}>"
+
+    # -- outbound ------------------------------------------------------------------
+    def deliver(self, message: Message) -> None:
+        """Queue a message of a subscribed topic (the hub calls this)."""
+        if self._joining:
+            pending = self._joining.get(message.topic)
+            if pending is not None:
+                pending.append(message)
+                return
+        self._push(message.ws_frame)
+
+    def _push(self, frame: str) -> None:
+        if self._close is not None:
+            return
+        queue = self._queue
+        if len(queue) >= self._queue_size:
+            self._overflow()
+            return
+        queue.append(frame)
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            wakeup.set_result(None)
+
+    def _overflow(self) -> None:
+        logger.info("%r: more than %d frames waiting, closing", self, self._queue_size)
+        self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+        for topic in list(self.session.topics):
+            self.node.unsubscribe_now(topic, self)
+
+    def close(self, code: int, reason: str) -> None:
+        """Drop what is queued, send a close frame, end the connection."""
+        if self._close is None:
+            self._close = Close(code, reason)
+            self._queue.clear()
+            wakeup = self._wakeup
+            if wakeup is not None:
+                self._wakeup = None
+                wakeup.set_result(None)
+
+    async def _write(self) -> None:
+        queue, send = self._queue, self._send
+        loop = asyncio.get_running_loop()
+        while True:
+            while queue:
+                await send({"type": "websocket.send", "text": queue.popleft()})
+            if self._close is not None or self._done:
+                break
+            self._wakeup = loop.create_future()
+            await self._wakeup
+        if self._close is not None and not self._done:
+            await send({"type": "websocket.close", "code": self._close.code, "reason": self._close.reason})
+
+    # -- the connection's life -----------------------------------------------------
+    async def serve(self, receive: Receive) -> None:
+        """Run until the client goes away or the connection is closed."""
+        reader = asyncio.get_running_loop().create_task(self._read(receive))
+        try:
+            await self._write()
+        except OSError:
+            pass  # the client is gone (uvicorn raises ClientDisconnected, an OSError)
+        finally:
+            self._done = True
+            if not reader.done():
+                reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await self._cleanup()
+
+    async def _read(self, receive: Receive) -> None:
+        try:
+            while self._close is None:
+                event = await receive()
+                kind = event["type"]
+                if kind == "websocket.receive":
+                    now = time.monotonic()
+                    text = event.get("text")
+                    if text is not None:
+                        outcome = self.session.receive_text(text, now)
+                    else:
+                        outcome = self.session.receive_bytes(event.get("bytes") or b"", now)
+                    if isinstance(outcome, Error):
+                        self._push(outcome.frame())
+                    elif isinstance(outcome, Close):
+                        self.close(outcome.code, outcome.reason)
+                    else:
+                        await self._handle(outcome)
+                elif kind == "websocket.disconnect":
+                    break
+        finally:
+            self._done = self._done or self._close is None
+            wakeup = self._wakeup
+            if wakeup is not None and not wakeup.done():
+                self._wakeup = None
+                wakeup.set_result(None)
+
+    async def _cleanup(self) -> None:
+        for topic in list(self.session.topics):
+            self.session.unsubscribed(topic)
+            await self.node.unsubscribe(topic, self)
+            await self.node.broker.presence_remove(topic, self.id)
+
+    # -- requests --------------------------------------------------------------------
+    async def _handle(self, request: Request) -> None:
+        try:
+            if isinstance(request, Publish):
+                await self._publish(request)
+            elif isinstance(request, Subscribe):
+                await self._subscribe(request)
+            elif isinstance(request, Unsubscribe):
+                await self._unsubscribe(request)
+            elif isinstance(request, PresenceQuery):
+                members = await self.node.broker.presence(request.topic)
+                self._push(reply_frame(request.id, topic=request.topic, members=members))
+            elif isinstance(request, Ping):
+                self._push(reply_frame(request.id))
+        except BrokerError as e:
+            logger.warning("%r: broker error on %r: %s", self, request, e)
+            self._push(error_frame(request.id, "unavailable", "The message broker is unavailable."))
+        except Exception:
+            logger.exception("%r: error handling %r", self, request)
+            self._push(error_frame(request.id, "internal_error", "Internal server error."))
+
+    async def _allowed(self, action: rules.Action, topic: str, default: bool = False) -> bool:
+        check = rules.find_check(self.node.settings.rules, action, topic)
+        if check is None:
+            return default
+        return await rules.evaluate(check, self.user, topic)
+
+    async def _subscribe(self, request: Subscribe) -> None:
+        topic = request.topic
+        if topic in self.session.topics:
+            result = await self.node.broker.history(topic, None)
+            self._push(reply_frame(request.id, topic=topic, position=str(result.position)))
+            return
+        if not await self._allowed("subscribe", topic):
+            self._push(error_frame(request.id, "forbidden", f"You may not subscribe to {topic!r}."))
+            return
+        # Buffer live messages while history is read, so that replay + live is gapless.
+        self.session.subscribed(topic)
+        self._joining[topic] = []
+        try:
+            await self.node.subscribe(topic, self)
+            result = await self.node.broker.history(topic, request.since)
+            if request.presence is not None:
+                await self.node.broker.presence_add(topic, self.id, request.presence)
+        except BaseException:
+            self.session.unsubscribed(topic)
+            self._joining.pop(topic, None)
+            await self.node.unsubscribe(topic, self)
+            raise
+        fields: dict[str, Any] = {"topic": topic, "position": str(result.position)}
+        if request.since is not None:
+            fields["recovered"] = result.recovered
+        self._push(reply_frame(request.id, **fields))
+        for message in result.messages:
+            self._push(message.ws_frame)
+        now = result.position
+        for message in self._joining.pop(topic):
+            p = message.position
+            if p.epoch != now.epoch or p.offset > now.offset:
+                self._push(message.ws_frame)
+
+    async def _unsubscribe(self, request: Unsubscribe) -> None:
+        self.session.unsubscribed(request.topic)
+        await self.node.unsubscribe(request.topic, self)
+        await self.node.broker.presence_remove(request.topic, self.id)
+        self._push(reply_frame(request.id, topic=request.topic))
+
+    async def _publish(self, request: Publish) -> None:
+        topic = request.topic
+        handler = handlers.find_handler(topic)
+        if not await self._allowed("publish", topic, default=handler is not None):
+            self._push(error_frame(request.id, "forbidden", f"You may not publish to {topic!r}."))
+            return
+        data = request.data
+        if handler is not None:
+            message = ClientMessage(self.user, topic, request.event, data, self.id)
+            try:
+                if inspect.iscoroutinefunction(handler):
+                    data = await handler(message)
+                else:
+                    data = await sync_to_async(handler, thread_sensitive=True)(message)
+            except Reject as e:
+                self._push(error_frame(request.id, "rejected", e.message))
+                return
+            if data is None:
+                self._push(reply_frame(request.id, topic=topic, position=None))
+                return
+        position = await self.node.apublish(topic, request.event, encode_data(data))
+        self._push(reply_frame(request.id, topic=topic, position=str(position)))

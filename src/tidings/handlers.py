@@ -1,0 +1,69 @@
+"""Topic handlers: server code that receives what clients publish (Phoenix's ``handle_in``).
+
+    @tidings.handler("rooms.*")
+    def on_room_message(msg: tidings.ClientMessage):
+        text = msg.data.get("message", "")
+        if not text:
+            raise tidings.Reject("Say something.")
+        stored = Message.objects.create(room=..., message=text)
+        return stored.as_dict()          # broadcast to the topic; return None to broadcast nothing
+
+A plain function runs in Django's sync thread (the ORM just works); an ``async def``
+runs on the event loop. Raising :class:`Reject` answers the client with a ``rejected``
+error carrying your message; any other exception answers ``internal_error`` and is logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from tidings.topics import Pattern
+
+
+class Reject(Exception):
+    """Refuse a client's publish; ``message`` is shown to the client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ClientMessage:
+    """A client's publish, as a handler sees it."""
+
+    user: Any
+    topic: str
+    event: str
+    data: Any
+    connection_id: str
+
+
+Handler: TypeAlias = Callable[[ClientMessage], "Any | Awaitable[Any]"]
+
+_handlers: list[tuple[Pattern, Handler]] = []
+
+
+def handler(pattern: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function for client publishes on topics matching ``pattern``."""
+
+    def register(fn: Handler) -> Handler:
+        _handlers.append((Pattern(pattern), fn))
+        return fn
+
+    return register
+
+
+def find_handler(topic: str) -> Handler | None:
+    """The first handler registered for a pattern matching ``topic``."""
+    for pattern, fn in _handlers:
+        if pattern.match(topic):
+            return fn
+    return None
+
+
+def clear() -> None:
+    """Forget every registered handler (for tests)."""
+    _handlers.clear()

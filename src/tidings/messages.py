@@ -1,0 +1,90 @@
+"""Positions and messages: what a publish produces and what every transport carries.
+
+A message's data is encoded to JSON once, when it is published; each wire format
+encodes the whole message once more, lazily, the first time a transport asks for it
+(:attr:`Message.ws_frame`). Fan-out then copies references, never re-encodes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+_POSITION = re.compile(r"([A-Za-z0-9]{1,32}):(0|[1-9][0-9]{0,17})")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a message stands in a topic: ``offset`` within one continuous ``epoch``.
+
+    Offsets count a topic's messages from 1 with no gaps. An epoch names one unbroken
+    history; when history may have been lost the topic gets a new epoch, and positions
+    from the old one can no longer be resumed from. The text form ``"<epoch>:<offset>"``
+    is safe in URLs and HTTP headers; clients treat it as opaque.
+    """
+
+    epoch: str
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.offset}"
+
+    @classmethod
+    def parse(cls, text: object) -> Position:
+        """Parse ``"<epoch>:<offset>"``; raise :class:`ValueError` if it is not one."""
+        if not isinstance(text, str):
+            raise ValueError("A position is a string '<epoch>:<offset>'.")
+        m = _POSITION.fullmatch(text)
+        if m is None:
+            raise ValueError(f"{text[:80]!r} is not a position '<epoch>:<offset>'.")
+        return cls(m.group(1), int(m.group(2)))
+
+
+def encode_data(data: Any) -> str:
+    """JSON text of ``data``; Django's encoder, so dates, decimals and UUIDs just work."""
+    return json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+
+
+class Message:
+    """One published message of one topic, immutable once it has a position."""
+
+    __slots__ = ("_ws_frame", "data_json", "event", "position", "timestamp", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        position: Position,
+        timestamp: float | None = None,
+    ) -> None:
+        self.topic = topic
+        self.event = event
+        self.data_json = data_json
+        self.position = position
+        self.timestamp = time.time() if timestamp is None else timestamp
+        self._ws_frame: str | None = None
+
+    @property
+    def data(self) -> Any:
+        return json.loads(self.data_json)
+
+    @property
+    def ws_frame(self) -> str:
+        """The WebSocket text frame, encoded on first use and shared by every subscriber."""
+        frame = self._ws_frame
+        if frame is None:
+            frame = self._ws_frame = (
+                f'{{"op":"message","topic":{json.dumps(self.topic)},'
+                f'"position":"{self.position}","event":{json.dumps(self.event)},'
+                f'"data":{self.data_json}}}'
+            )
+        return frame
+
+    def __repr__(self) -> str:
+        return f"Message({self.topic!r}, {self.event!r}, {self.position})"

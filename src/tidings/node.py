@@ -1,0 +1,112 @@
+"""The per-process composition root: settings + broker + hub, started on first use.
+
+There is one :class:`Node` per process (:func:`get_node`). It starts its broker on the
+event loop that first needs it (the server's), subscribes the broker to a topic when
+the topic gets its first local subscriber and unsubscribes after the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from tidings.brokers import Broker, broker_from_url
+from tidings.conf import Settings, get_settings
+from tidings.hub import Hub, Subscriber
+from tidings.messages import Position
+
+
+class Node:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = Hub()
+        self.broker: Broker = broker_from_url(settings.broker)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._ready: dict[str, asyncio.Future[None]] = {}
+
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
+    async def start(self) -> None:
+        """Start the broker on the running loop (idempotent)."""
+        if self._loop is not None:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._loop is None:
+                await self.broker.start(self.hub.dispatch)
+                self._loop = asyncio.get_running_loop()
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop = None
+            await self.broker.close()
+
+    async def subscribe(self, topic: str, subscriber: Subscriber) -> None:
+        """Add a local subscriber; the first one of a topic subscribes the broker."""
+        await self.start()
+        if self.hub.add(topic, subscriber):
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._ready[topic] = ready
+            try:
+                await self.broker.subscribe(topic)
+            except BaseException as e:
+                self.hub.remove(topic, subscriber)
+                ready.set_exception(e)
+                ready.exception()  # retrieved: the waiters re-raise it
+                raise
+            else:
+                ready.set_result(None)
+            finally:
+                del self._ready[topic]
+        else:
+            pending = self._ready.get(topic)
+            if pending is not None:
+                await asyncio.shield(pending)
+
+    async def unsubscribe(self, topic: str, subscriber: Subscriber) -> None:
+        if self.hub.remove(topic, subscriber):
+            await self.broker.unsubscribe(topic)
+
+    def unsubscribe_now(self, topic: str, subscriber: Subscriber) -> None:
+        """Drop a local subscriber at once (sync); the broker is told soon after."""
+        if self.hub.remove(topic, subscriber) and self._loop is not None:
+            self._loop.create_task(self._release(topic))
+
+    async def _release(self, topic: str) -> None:
+        if not self.hub.has(topic):
+            await self.broker.unsubscribe(topic)
+
+    def publish(self, topic: str, event: str, data_json: str) -> Position:
+        return self.broker.publish(topic, event, data_json, self.settings.history_for(topic))
+
+    async def apublish(self, topic: str, event: str, data_json: str) -> Position:
+        return await self.broker.apublish(
+            topic, event, data_json, self.settings.history_for(topic)
+        )
+
+
+_node: Node | None = None
+_node_lock = threading.Lock()
+
+
+def get_node() -> Node:
+    """This process's node, built from the current settings on first use."""
+    global _node
+    node = _node
+    if node is None or node.settings is not get_settings():
+        with _node_lock:
+            if _node is None or _node.settings is not get_settings():
+                _node = Node(get_settings())
+            node = _node
+    return node
+
+
+def reset_node() -> None:
+    """Forget this process's node (tests; after settings change)."""
+    global _node
+    with _node_lock:
+        _node = None
