@@ -34,6 +34,7 @@ from tidings.protocol import (
     PresenceQuery,
     Publish,
     Request,
+    RequestId,
     Session,
     Subscribe,
     Unsubscribe,
@@ -122,7 +123,8 @@ class Connection:
             self._wakeup = loop.create_future()
             await self._wakeup
         if self._close is not None and not self._done:
-            await send({"type": "websocket.close", "code": self._close.code, "reason": self._close.reason})
+            close = self._close
+            await send({"type": "websocket.close", "code": close.code, "reason": close.reason})
 
     # -- the connection's life -----------------------------------------------------
     async def serve(self, receive: Receive) -> None:
@@ -183,15 +185,20 @@ class Connection:
                 await self._unsubscribe(request)
             elif isinstance(request, PresenceQuery):
                 members = await self.node.broker.presence(request.topic)
-                self._push(reply_frame(request.id, topic=request.topic, members=members))
+                self._reply(request.id, topic=request.topic, members=members)
             elif isinstance(request, Ping):
-                self._push(reply_frame(request.id))
+                self._reply(request.id)
         except BrokerError as e:
             logger.warning("%r: broker error on %r: %s", self, request, e)
             self._push(error_frame(request.id, "unavailable", "The message broker is unavailable."))
         except Exception:
             logger.exception("%r: error handling %r", self, request)
             self._push(error_frame(request.id, "internal_error", "Internal server error."))
+
+    def _reply(self, rid: RequestId, **fields: Any) -> None:
+        """Answer a request; a request without an id gets no answer when it succeeds."""
+        if rid is not None:
+            self._push(reply_frame(rid, **fields))
 
     async def _allowed(self, action: rules.Action, topic: str, default: bool = False) -> bool:
         check = rules.find_check(self.node.settings.rules, action, topic)
@@ -203,7 +210,7 @@ class Connection:
         topic = request.topic
         if topic in self.session.topics:
             result = await self.node.broker.history(topic, None)
-            self._push(reply_frame(request.id, topic=topic, position=str(result.position)))
+            self._reply(request.id, topic=topic, position=str(result.position))
             return
         if not await self._allowed("subscribe", topic):
             self._push(error_frame(request.id, "forbidden", f"You may not subscribe to {topic!r}."))
@@ -224,7 +231,7 @@ class Connection:
         fields: dict[str, Any] = {"topic": topic, "position": str(result.position)}
         if request.since is not None:
             fields["recovered"] = result.recovered
-        self._push(reply_frame(request.id, **fields))
+        self._reply(request.id, **fields)
         for message in result.messages:
             self._push(message.ws_frame)
         now = result.position
@@ -237,7 +244,7 @@ class Connection:
         self.session.unsubscribed(request.topic)
         await self.node.unsubscribe(request.topic, self)
         await self.node.broker.presence_remove(request.topic, self.id)
-        self._push(reply_frame(request.id, topic=request.topic))
+        self._reply(request.id, topic=request.topic)
 
     async def _publish(self, request: Publish) -> None:
         topic = request.topic
@@ -257,7 +264,7 @@ class Connection:
                 self._push(error_frame(request.id, "rejected", e.message))
                 return
             if data is None:
-                self._push(reply_frame(request.id, topic=topic, position=None))
+                self._reply(request.id, topic=topic, position=None)
                 return
         position = await self.node.apublish(topic, request.event, encode_data(data))
-        self._push(reply_frame(request.id, topic=topic, position=str(position)))
+        self._reply(request.id, topic=topic, position=str(position))

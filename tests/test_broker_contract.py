@@ -1,0 +1,139 @@
+"""The broker contract (tidings/brokers/base.py), run against every broker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tidings.brokers import Broker, broker_from_url
+from tidings.conf import HistoryPolicy
+from tidings.messages import Message, Position
+
+KEEP = HistoryPolicy(size=100, ttl=300)
+BROKER_URLS = ["memory://"]
+
+
+@pytest.fixture(params=BROKER_URLS)
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Broker, list[Message]]]:
+    b = broker_from_url(request.param)
+    got: list[Message] = []
+    await b.start(got.append)
+    yield b, got
+    await b.close()
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0.01)
+
+
+async def test_offsets_are_consecutive_per_topic(broker):
+    b, got = broker
+    await b.subscribe("a")
+    await b.subscribe("b")
+    pa = [await b.apublish("a", "m", str(i), KEEP) for i in range(3)]
+    pb = await b.apublish("b", "m", "0", KEEP)
+    assert [p.offset for p in pa] == [1, 2, 3]
+    assert pb.offset == 1
+    assert len({p.epoch for p in pa}) == 1
+    await settle()
+    assert [(m.topic, m.position.offset, m.data_json) for m in got] == [
+        ("a", 1, "0"), ("a", 2, "1"), ("a", 3, "2"), ("b", 1, "0"),
+    ]
+
+
+async def test_history_after_a_position(broker):
+    b, _ = broker
+    first = await b.apublish("h", "m", "1", KEEP)
+    await b.apublish("h", "m", "2", KEEP)
+    last = await b.apublish("h", "m", "3", KEEP)
+    result = await b.history("h", first)
+    assert result.recovered and result.position == last
+    assert [m.data_json for m in result.messages] == ["2", "3"]
+    assert [m.position.offset for m in result.messages] == [2, 3]
+    now = await b.history("h", last)
+    assert now.recovered and now.messages == ()
+    assert (await b.history("h", None)).position == last
+
+
+async def test_history_of_a_new_topic_is_offset_zero(broker):
+    b, _ = broker
+    result = await b.history("fresh", None)
+    assert result.position.offset == 0 and result.recovered
+    assert (await b.history("fresh", result.position)).recovered
+
+
+async def test_history_refuses_what_it_cannot_promise(broker):
+    b, _ = broker
+    small = HistoryPolicy(size=2, ttl=300)
+    first = await b.apublish("w", "m", "1", small)
+    for i in range(2, 6):
+        await b.apublish("w", "m", str(i), small)
+    gone = await b.history("w", first)  # 4 missed, 2 kept: window exceeded
+    assert not gone.recovered and gone.messages == () and gone.position.offset == 5
+    kept = await b.history("w", Position(first.epoch, 3))
+    assert kept.recovered and [m.data_json for m in kept.messages] == ["4", "5"]
+    other_epoch = await b.history("w", Position("zz" + first.epoch, 3))
+    assert not other_epoch.recovered and other_epoch.messages == ()
+    ahead = await b.history("w", Position(first.epoch, 99))
+    assert not ahead.recovered
+
+
+async def test_history_expires_by_age(broker):
+    b, _ = broker
+    brief = HistoryPolicy(size=100, ttl=0.2)
+    first = await b.apublish("t", "m", "1", brief)
+    await b.apublish("t", "m", "2", brief)
+    assert (await b.history("t", first)).recovered
+    await asyncio.sleep(0.3)
+    assert not (await b.history("t", first)).recovered
+
+
+async def test_disabled_history_still_counts_offsets(broker):
+    b, _ = broker
+    off = HistoryPolicy(size=0, ttl=300)
+    p1 = await b.apublish("n", "m", "1", off)
+    p2 = await b.apublish("n", "m", "2", off)
+    assert p2.offset == p1.offset + 1
+    assert not (await b.history("n", p1)).recovered
+
+
+async def test_publish_from_threads_keeps_offset_order_in_delivery(broker):
+    b, got = broker
+    await b.subscribe("t")
+    positions: list[Position] = []
+
+    def worker() -> None:
+        for i in range(200):
+            positions.append(b.publish("t", "m", str(i), KEEP))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        await asyncio.sleep(0.01)
+    await settle()
+    assert sorted(p.offset for p in positions) == list(range(1, 801))
+    assert [m.position.offset for m in got] == list(range(1, 801))
+
+
+async def test_presence_add_remove(broker):
+    b, _ = broker
+    await b.presence_add("p", "c1", {"name": "ann"})
+    await b.presence_add("p", "c2", {"name": "bob"})
+    assert await b.presence("p") == {"c1": {"name": "ann"}, "c2": {"name": "bob"}}
+    await b.presence_remove("p", "c1")
+    assert await b.presence("p") == {"c2": {"name": "bob"}}
+    assert await b.presence("nobody") == {}
+
+
+def test_publish_without_a_running_broker_still_keeps_history():
+    b = broker_from_url("memory://")
+    p = b.publish("x", "m", "1", KEEP)
+    result = asyncio.run(b.history("x", Position(p.epoch, 0)))
+    assert result.recovered and [m.data_json for m in result.messages] == ["1"]
+    assert time.time() - result.messages[0].timestamp < 5

@@ -1,0 +1,127 @@
+"""The sans-I/O session: frames in, requests or errors out. No socket, no clock."""
+
+import json
+
+import pytest
+
+from tidings.messages import Position
+from tidings.protocol import (
+    CLOSE_FLOOD,
+    Close,
+    Error,
+    Limits,
+    Ping,
+    PresenceQuery,
+    Publish,
+    Session,
+    Subscribe,
+    Unsubscribe,
+)
+
+
+def session(**limits: object) -> Session:
+    return Session(Limits(**limits), now=0.0)  # type: ignore[arg-type]
+
+
+def feed(s: Session, frame: object, now: float = 0.0):
+    return s.receive_text(frame if isinstance(frame, str) else json.dumps(frame), now)
+
+
+def test_each_op_parses_to_its_request():
+    s = session()
+    assert feed(s, {"id": 1, "op": "subscribe", "topic": "a.b", "since": "ep:3"}) == Subscribe(
+        1, "a.b", Position("ep", 3), None
+    )
+    assert feed(s, {"id": "x", "op": "publish", "topic": "a", "data": [1]}) == Publish(
+        "x", "a", "message", [1]
+    )
+    assert feed(s, {"op": "publish", "topic": "a", "event": "e.v", "data": None}) == Publish(
+        None, "a", "e.v", None
+    )
+    assert feed(s, {"id": 5, "op": "ping"}) == Ping(5)
+    s.subscribed("a")
+    assert feed(s, {"id": 2, "op": "unsubscribe", "topic": "a"}) == Unsubscribe(2, "a")
+    assert feed(s, {"id": 3, "op": "presence", "topic": "a"}) == PresenceQuery(3, "a")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "bad_request"),
+        ("[1, 2]", "bad_request"),
+        ('"text"', "bad_request"),
+        ({"id": 1}, "bad_request"),
+        ({"id": 1, "op": 7}, "bad_request"),
+        ({"id": [1], "op": "ping"}, "bad_request"),
+        ({"id": True, "op": "ping"}, "bad_request"),
+        ({"id": "x" * 65, "op": "ping"}, "bad_request"),
+        ({"id": 1, "op": "dance"}, "unknown_op"),
+        ({"id": 1, "op": "subscribe"}, "bad_request"),
+        ({"id": 1, "op": "subscribe", "topic": 5}, "invalid_topic"),
+        ({"id": 1, "op": "subscribe", "topic": ""}, "invalid_topic"),
+        ({"id": 1, "op": "subscribe", "topic": "a b"}, "invalid_topic"),
+        ({"id": 1, "op": "subscribe", "topic": "a/b"}, "invalid_topic"),
+        ({"id": 1, "op": "subscribe", "topic": "é"}, "invalid_topic"),
+        ({"id": 1, "op": "subscribe", "topic": "t" * 201}, "invalid_topic"),
+        ({"id": 1, "op": "subscribe", "topic": "a", "since": "nope"}, "bad_request"),
+        ({"id": 1, "op": "subscribe", "topic": "a", "since": 3}, "bad_request"),
+        ({"id": 1, "op": "subscribe", "topic": "a", "since": "ep:-1"}, "bad_request"),
+        ({"id": 1, "op": "subscribe", "topic": "a", "presence": "x"}, "bad_request"),
+        ({"id": 1, "op": "publish", "topic": "a"}, "bad_request"),
+        ({"id": 1, "op": "publish", "topic": "a", "data": 1, "event": ""}, "bad_request"),
+        ({"id": 1, "op": "publish", "topic": "a", "data": 1, "event": "a\nb"}, "bad_request"),
+        ({"id": 1, "op": "unsubscribe", "topic": "never"}, "not_subscribed"),
+        ({"id": 1, "op": "presence", "topic": "never"}, "not_subscribed"),
+    ],
+)
+def test_bad_frames_get_a_clear_error(frame, code):
+    outcome = feed(session(), frame)
+    assert isinstance(outcome, Error), outcome
+    assert outcome.code == code
+    assert outcome.message
+    reply = json.loads(outcome.frame())
+    assert reply["ok"] is False and reply["error"]["code"] == code
+
+
+def test_error_keeps_the_request_id_when_it_is_valid():
+    outcome = feed(session(), {"id": 42, "op": "dance"})
+    assert isinstance(outcome, Error) and outcome.id == 42
+
+
+def test_binary_frames_are_refused():
+    outcome = session().receive_bytes(b"\x00\x01", 0.0)
+    assert isinstance(outcome, Error) and outcome.code == "bad_request"
+
+
+def test_frame_over_the_limit_is_too_large_counting_bytes_not_characters():
+    s = session(max_frame_bytes=100)
+    ok = json.dumps({"op": "publish", "topic": "a", "data": "x" * 50})
+    assert isinstance(feed(s, ok), Publish)
+    # 40 characters, but 120 bytes of UTF-8
+    big = json.dumps({"op": "publish", "topic": "a", "data": "€" * 40}, ensure_ascii=False)
+    assert len(big) < 100 < len(big.encode())
+    outcome = feed(s, big)
+    assert isinstance(outcome, Error) and outcome.code == "too_large"
+
+
+def test_subscription_limit():
+    s = session(max_subscriptions=2)
+    s.subscribed("a")
+    s.subscribed("b")
+    outcome = feed(s, {"id": 1, "op": "subscribe", "topic": "c"})
+    assert isinstance(outcome, Error) and outcome.code == "too_many_subscriptions"
+    # re-subscribing a held topic is not a new subscription
+    assert isinstance(feed(s, {"id": 2, "op": "subscribe", "topic": "a"}), Subscribe)
+
+
+def test_rate_limit_then_flood_close():
+    s = session(rate=10.0, burst=5)
+    ping = {"op": "ping"}
+    assert all(isinstance(feed(s, ping, now=0.0), Ping) for _ in range(5))
+    outcomes = [feed(s, ping, now=0.0) for _ in range(5)]
+    assert all(isinstance(o, Error) and o.code == "rate_limited" for o in outcomes)
+    # tokens come back with time: 0.1 s at 10/s is one more frame
+    assert isinstance(feed(s, ping, now=0.1), Ping)
+    for _ in range(5):
+        feed(s, ping, now=0.1)
+    assert feed(s, ping, now=0.1) == Close(CLOSE_FLOOD, "rate limit exceeded")

@@ -1,0 +1,28 @@
+"""Rules and handlers the tests rely on."""
+
+from typing import Any
+
+import tidings
+
+tidings.allow("test.*", subscribe=True, publish=True)
+tidings.allow("readonly.*", subscribe=True)
+tidings.allow("members.*", subscribe="authenticated", publish="authenticated")
+tidings.allow("deny.*", subscribe=lambda user, topic: False)
+tidings.allow("whoami.*", subscribe=True)
+tidings.allow("boom.*", subscribe=True)
+
+
+@tidings.handler("whoami.*")
+def whoami(msg: tidings.ClientMessage) -> dict[str, Any]:
+    user = msg.user
+    return {"user": user.username if user.is_authenticated else None, "said": msg.data}
+
+
+@tidings.handler("quiet.*")
+def quiet(msg: tidings.ClientMessage) -> None:
+    return None
+
+
+@tidings.handler("boom.*")
+async def boom(msg: tidings.ClientMessage) -> None:
+    raise RuntimeError("handler bug")

@@ -1,0 +1,42 @@
+import json
+import os
+
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+import tidings
+
+
+class Rollback(Exception):
+    pass
+
+
+@csrf_exempt
+def publish_view(request: HttpRequest) -> JsonResponse:
+    """Publish from a sync view: ``n`` messages of ``size`` bytes, optionally in a transaction.
+
+    The padding is random so that permessage-deflate cannot shrink it on the wire.
+    """
+    body = json.loads(request.body)
+    topic = body["topic"]
+    n, size = int(body.get("n", 1)), int(body.get("size", 0))
+    mode = body.get("transaction")  # None, "commit" or "rollback"
+    positions = []
+
+    def run() -> None:
+        for i in range(n):
+            p = tidings.publish(topic, {"i": i, "pad": os.urandom(size // 2).hex()}, on_commit=body.get("on_commit", True))
+            positions.append(None if p is None else str(p))
+
+    if mode is None:
+        run()
+    else:
+        try:
+            with transaction.atomic():
+                run()
+                if mode == "rollback":
+                    raise Rollback
+        except Rollback:
+            pass
+    return JsonResponse({"positions": positions})

@@ -1,0 +1,10 @@
+from django.urls import include, path
+
+from demo.urls import urlpatterns as demo_urlpatterns
+from tests.testapp import views
+
+urlpatterns = [
+    path("test/publish", views.publish_view),
+    path("accounts/", include("django.contrib.auth.urls")),
+    *demo_urlpatterns,
+]
