@@ -69,3 +69,35 @@ def make_server() -> Callable[..., AbstractContextManager[LiveServer]]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_tmp, ignore_errors=True)
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (no downloaded browser build)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    need("Chromium (Debian package 'chromium')", path is not None)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page_errors() -> list[str]:
+    """Collects JavaScript errors of pages a test opens with ``watch(page)``."""
+    return []

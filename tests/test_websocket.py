@@ -302,4 +302,6 @@ async def test_sigterm_closes_sockets_with_1012(make_server):
             with pytest.raises(ConnectionClosed) as e:
                 await asyncio.wait_for(ws.recv(), 10)
             assert e.value.rcvd.code == 1012
-        assert await asyncio.to_thread(srv.process.wait, 10) == 0
+        # uvicorn finishes its shutdown, then re-raises the signal: exit status -SIGTERM
+        assert await asyncio.to_thread(srv.process.wait, 10) in (0, -15)
+        assert "Application shutdown complete" in srv.log()

@@ -1,0 +1,55 @@
+"""Real browsers: two Chromium contexts chat in one room of the demo."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+
+def open_room(browser, server, label: str, errors: list[str]) -> Page:
+    page = browser.new_context().new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.goto(f"{server.url}/rooms/{label}/")
+    expect(page.locator("body")).to_have_attribute("data-subscribed", "1", timeout=10_000)
+    return page
+
+
+def say(page: Page, handle: str, text: str) -> None:
+    page.fill("#handle", handle)
+    page.fill("#message", text)
+    page.click("#go")
+
+
+def test_two_browsers_chat_in_one_room(browser, server, page_errors):
+    label = "browser-chat-1"
+    a = open_room(browser, server, label, page_errors)
+    b = open_room(browser, server, label, page_errors)
+    say(a, "ann", "hello from ann")
+    for page in (a, b):
+        last = page.locator("#chat li").last
+        expect(last).to_contain_text("hello from ann")
+        expect(last.locator(".handle")).to_have_text("ann")
+    expect(a.locator("#message")).to_have_value("")  # cleared after it was sent
+    say(b, "bob", "hi ann <b>not bold</b>")
+    expect(a.locator("#chat li").last).to_contain_text("hi ann <b>not bold</b>")  # text, not HTML
+    expect(a.locator("#chat li b")).to_have_count(0)
+    expect(a.locator("#chat li")).to_have_count(2)
+    # a reload renders what was said from the database, oldest first
+    b.reload()
+    expect(b.locator("#chat li .text")).to_have_text(["hello from ann", "hi ann <b>not bold</b>"])
+    a.screenshot(path="/tmp/tidings-room.png")
+    assert page_errors == []
+
+
+def test_a_rejected_message_shows_the_reason(browser, server, page_errors):
+    a = open_room(browser, server, "browser-chat-2", page_errors)
+    say(a, "ann", "x" * 10)
+    expect(a.locator("#chat li")).to_have_count(1)
+    a.evaluate("document.getElementById('message').removeAttribute('maxlength')")
+    say(a, "ann", "y" * 2001)
+    expect(a.locator("#error")).to_contain_text("2000")
+    expect(a.locator("#chat li")).to_have_count(1)
+    assert page_errors == []
