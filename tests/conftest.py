@@ -61,7 +61,9 @@ def server() -> Iterator[LiveServer]:
 def make_server() -> Callable[..., AbstractContextManager[LiveServer]]:
     """``with make_server({"QUEUE_SIZE": 10}) as srv:`` a fresh server with TIDINGS overrides."""
 
-    def make(tidings: dict[str, Any] | None = None, **kwargs: Any) -> AbstractContextManager[LiveServer]:
+    def make(
+        tidings: dict[str, Any] | None = None, **kwargs: Any
+    ) -> AbstractContextManager[LiveServer]:
         return live_server(APP, env=server_env(tidings), **kwargs)
 
     return make

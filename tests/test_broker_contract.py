@@ -42,7 +42,10 @@ async def test_offsets_are_consecutive_per_topic(broker):
     assert len({p.epoch for p in pa}) == 1
     await settle()
     assert [(m.topic, m.position.offset, m.data_json) for m in got] == [
-        ("a", 1, "0"), ("a", 2, "1"), ("a", 3, "2"), ("b", 1, "0"),
+        ("a", 1, "0"),
+        ("a", 2, "1"),
+        ("a", 3, "2"),
+        ("b", 1, "0"),
     ]
 
 

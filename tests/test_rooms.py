@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -45,8 +46,11 @@ async def test_messages_are_validated_stored_and_broadcast(server):
     from demo.rooms.models import Message
 
     label = "talk-room-1"
-    httpx.get(f"{server.url}/rooms/{label}/")
-    async with Client(server.ws_url, origin=server.url) as a, Client(server.ws_url, origin=server.url) as b:
+    await asyncio.to_thread(httpx.get, f"{server.url}/rooms/{label}/")
+    async with (
+        Client(server.ws_url, origin=server.url) as a,
+        Client(server.ws_url, origin=server.url) as b,
+    ):
         await a.subscribe(f"rooms.{label}")
         await b.subscribe(f"rooms.{label}")
         reply = await a.publish(f"rooms.{label}", {"handle": "ann", "message": " hello "})
@@ -74,14 +78,15 @@ async def test_messages_are_validated_stored_and_broadcast(server):
 def test_room_page_renders_the_last_50_oldest_first(server):
     from datetime import timedelta
 
-    from django.utils import timezone
-
     from demo.rooms.models import Message, Room
+    from django.utils import timezone
 
     room = Room.objects.create(label="busy-room-5000")
     start = timezone.now() - timedelta(hours=1)
     Message.objects.bulk_create(
-        Message(room=room, handle="h", message=f"msg-{i:03d}", timestamp=start + timedelta(seconds=i))
+        Message(
+            room=room, handle="h", message=f"msg-{i:03d}", timestamp=start + timedelta(seconds=i)
+        )
         for i in range(60)
     )
     page = httpx.get(server.url + "/rooms/busy-room-5000/").text

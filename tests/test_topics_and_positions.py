@@ -13,7 +13,9 @@ def test_position_round_trip_and_url_safety():
     assert Position.parse("e:0").offset == 0
 
 
-@pytest.mark.parametrize("text", ["", ":1", "e:", "e:01", "e:-1", "e:1:2", "e f:1", "e:1x", None, 5])
+@pytest.mark.parametrize(
+    "text", ["", ":1", "e:", "e:01", "e:-1", "e:1:2", "e f:1", "e:1x", None, 5]
+)
 def test_position_rejects_malformed(text):
     with pytest.raises(ValueError):
         Position.parse(text)
@@ -40,5 +42,9 @@ def test_message_frame_is_encoded_once_and_is_valid_json():
     frame = m.ws_frame
     assert m.ws_frame is frame  # cached: one encoding shared by every subscriber
     assert json.loads(frame) == {
-        "op": "message", "topic": "t", "position": "e:1", "event": "ev", "data": {"a": [1, "é"]},
+        "op": "message",
+        "topic": "t",
+        "position": "e:1",
+        "event": "ev",
+        "data": {"a": [1, "é"]},
     }

@@ -43,7 +43,8 @@ async def test_many_topics_on_one_socket_and_unsubscribe(server):
         await pub.publish("test.two", 2, event="custom")
         got = [await a.next_message(), await a.next_message()]
         assert {(m["topic"], m["data"], m["event"]) for m in got} == {
-            ("test.one", 1, "message"), ("test.two", 2, "custom"),
+            ("test.one", 1, "message"),
+            ("test.two", 2, "custom"),
         }
         assert (await a.request("unsubscribe", topic="test.one"))["ok"]
         await pub.publish("test.one", 3)
@@ -83,7 +84,10 @@ async def test_ping(server):
 
 # -- origins ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("origin", ["http://evil.example", "null", None, "file://", "ws://127.0.0.1"])
+
+@pytest.mark.parametrize(
+    "origin", ["http://evil.example", "null", None, "file://", "ws://127.0.0.1"]
+)
 async def test_foreign_missing_and_null_origins_are_refused_before_accept(server, origin):
     with pytest.raises(InvalidStatus) as e:
         async with connect(server.ws_url, origin=origin):
@@ -109,6 +113,7 @@ async def test_allowed_origins_setting(make_server):
 
 
 # -- authentication and authorization -------------------------------------------------
+
 
 def login(server: LiveServer, username: str, password: str) -> dict[str, str]:
     """Log in through Django's real login view; return the cookies."""
@@ -194,7 +199,10 @@ BAD_FRAMES = [
     (json.dumps({"id": 1, "op": "subscribe", "topic": ["x"]}), "invalid_topic"),
     (json.dumps({"id": 1, "op": "subscribe", "topic": "t" * 201}), "invalid_topic"),
     (json.dumps({"id": 1, "op": "subscribe", "topic": "has space"}), "invalid_topic"),
-    (json.dumps({"id": 1, "op": "subscribe", "topic": "test.x", "since": "garbage"}), "bad_request"),
+    (
+        json.dumps({"id": 1, "op": "subscribe", "topic": "test.x", "since": "garbage"}),
+        "bad_request",
+    ),
     (json.dumps({"id": 1, "op": "publish", "topic": "test.x"}), "bad_request"),
     (json.dumps({"id": {}, "op": "ping"}), "bad_request"),
     (json.dumps({"id": 1, "op": "unsubscribe", "topic": "test.never"}), "not_subscribed"),
@@ -255,7 +263,9 @@ async def test_flood_is_rate_limited_then_closed_4008(make_server):
                 codes = []
                 with pytest.raises(ConnectionClosed) as e:
                     while True:
-                        codes.append(json.loads(await asyncio.wait_for(flood.recv(), 5))["error"]["code"])
+                        codes.append(
+                            json.loads(await asyncio.wait_for(flood.recv(), 5))["error"]["code"]
+                        )
                 assert e.value.rcvd.code == 4008
                 assert codes and set(codes) == {"rate_limited"}
             assert (await calm.request("ping"))["ok"]
@@ -276,7 +286,9 @@ async def test_slow_consumer_is_cut_4009_and_others_get_everything(make_server):
             got = []
             async with httpx.AsyncClient(base_url=srv.url, timeout=60) as http:
                 for _ in range(chunks):  # paced so that a reading client keeps up
-                    r = await http.post("/test/publish", json={"topic": "test.slow", "n": n, "size": size})
+                    r = await http.post(
+                        "/test/publish", json={"topic": "test.slow", "n": n, "size": size}
+                    )
                     assert r.status_code == 200  # the publisher is never held up
                     got += [await fast.next_message(timeout=30) for _ in range(n)]
             assert [m["data"]["i"] for m in got] == list(range(n)) * chunks

@@ -1,6 +1,6 @@
+from demo.urls import urlpatterns as demo_urlpatterns
 from django.urls import include, path
 
-from demo.urls import urlpatterns as demo_urlpatterns
 from tests.testapp import views
 
 urlpatterns = [

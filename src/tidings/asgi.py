@@ -13,6 +13,7 @@ every open socket with code 1012 (service restart), so clients reconnect elsewhe
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import django
 from django.conf import settings
@@ -27,7 +28,7 @@ logger = logging.getLogger("tidings.asgi")
 def get_asgi_application() -> ASGIApp:
     """Set Django up and return the combined application."""
     django.setup(set_prefix=False)
-    http: ASGIApp = ASGIHandler()
+    http: Any = ASGIHandler()
     if settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 

@@ -69,7 +69,7 @@ class Settings:
         return self.path + "ws"
 
     def history_for(self, topic: str) -> HistoryPolicy:
-        """The history policy of ``topic``: the first matching ``HISTORY`` pattern, else the default."""
+        """``topic``'s history policy: the first matching ``HISTORY`` pattern, or the default."""
         try:
             return self._history_cache[topic]
         except KeyError:

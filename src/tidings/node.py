@@ -84,9 +84,7 @@ class Node:
         return self.broker.publish(topic, event, data_json, self.settings.history_for(topic))
 
     async def apublish(self, topic: str, event: str, data_json: str) -> Position:
-        return await self.broker.apublish(
-            topic, event, data_json, self.settings.history_for(topic)
-        )
+        return await self.broker.apublish(topic, event, data_json, self.settings.history_for(topic))
 
 
 _node: Node | None = None

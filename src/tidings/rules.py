@@ -100,7 +100,7 @@ def from_settings(raw: dict[str, dict[str, Any]]) -> tuple[Rule, ...]:
 def find_check(settings_rules: tuple[Rule, ...], action: Action, topic: str) -> Check | None:
     """The check that decides ``action`` on ``topic``, or ``None`` if no rule speaks to it."""
     for rule in (*settings_rules, *_registered):
-        check = getattr(rule, action)
+        check: Check | None = rule.subscribe if action == "subscribe" else rule.publish
         if check is not None and rule.pattern.match(topic):
             return check
     return None

@@ -1,6 +1,6 @@
 """Test helpers: a real server in a subprocess, and a protocol client for it.
 
-    with live_server("demo.asgi:application", env={"DJANGO_SETTINGS_MODULE": "demo.settings"}) as srv:
+    with live_server("demo.asgi:application") as srv:
         async with Client(srv.ws_url, origin=srv.url) as client:
             await client.subscribe("rooms.lobby")
 
@@ -79,8 +79,19 @@ def live_server(
     full_env = {**os.environ, **(env or {})}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--fd", str(sock.fileno()),
-             "--log-level", "info", "--timeout-graceful-shutdown", "5", *args],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                app,
+                "--fd",
+                str(sock.fileno()),
+                "--log-level",
+                "info",
+                "--timeout-graceful-shutdown",
+                "5",
+                *args,
+            ],
             pass_fds=(sock.fileno(),),
             env=full_env,
             stdout=log,
@@ -142,7 +153,10 @@ class Client:
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         self.ws = await connect(
-            self.url, origin=self.origin, additional_headers=headers, **self.connect_kwargs
+            self.url,
+            origin=self.origin,  # type: ignore[arg-type]  # websockets' Origin: a NewType of str
+            additional_headers=headers,
+            **self.connect_kwargs,
         )
         self._reader = asyncio.get_running_loop().create_task(self._read())
         return self

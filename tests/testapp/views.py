@@ -26,7 +26,11 @@ def publish_view(request: HttpRequest) -> JsonResponse:
 
     def run() -> None:
         for i in range(n):
-            p = tidings.publish(topic, {"i": i, "pad": os.urandom(size // 2).hex()}, on_commit=body.get("on_commit", True))
+            p = tidings.publish(
+                topic,
+                {"i": i, "pad": os.urandom(size // 2).hex()},
+                on_commit=body.get("on_commit", True),
+            )
             positions.append(None if p is None else str(p))
 
     if mode is None:

@@ -72,7 +72,7 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def subscribe(self, topic: str) -> None:
-        """This process wants ``topic``'s messages (the hub calls it on its first local subscriber)."""
+        """This process wants ``topic``'s messages (called on its first local subscriber)."""
 
     @abc.abstractmethod
     async def unsubscribe(self, topic: str) -> None:
