@@ -11,19 +11,16 @@ once, so it never holds up the publisher or anyone else.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import secrets
 import time
 from collections import deque
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
-from tidings import handlers, rules
+from tidings import policy
 from tidings.brokers.base import BrokerError
-from tidings.handlers import ClientMessage, Reject
-from tidings.messages import Message, encode_data
+from tidings.handlers import Reject
+from tidings.messages import Message
 from tidings.node import Node
 from tidings.protocol import (
     CLOSE_SLOW_CONSUMER,
@@ -200,19 +197,13 @@ class Connection:
         if rid is not None:
             self._push(reply_frame(rid, **fields))
 
-    async def _allowed(self, action: rules.Action, topic: str, default: bool = False) -> bool:
-        check = rules.find_check(self.node.settings.rules, action, topic)
-        if check is None:
-            return default
-        return await rules.evaluate(check, self.user, topic)
-
     async def _subscribe(self, request: Subscribe) -> None:
         topic = request.topic
         if topic in self.session.topics:
             result = await self.node.broker.history(topic, None)
             self._reply(request.id, topic=topic, position=str(result.position))
             return
-        if not await self._allowed("subscribe", topic):
+        if not await policy.may(self.node, self.user, "subscribe", topic):
             self._push(error_frame(request.id, "forbidden", f"You may not subscribe to {topic!r}."))
             return
         # Buffer live messages while history is read, so that replay + live is gapless.
@@ -247,24 +238,17 @@ class Connection:
         self._reply(request.id, topic=request.topic)
 
     async def _publish(self, request: Publish) -> None:
-        topic = request.topic
-        handler = handlers.find_handler(topic)
-        if not await self._allowed("publish", topic, default=handler is not None):
-            self._push(error_frame(request.id, "forbidden", f"You may not publish to {topic!r}."))
-            return
-        data = request.data
-        if handler is not None:
-            message = ClientMessage(self.user, topic, request.event, data, self.id)
-            try:
-                if inspect.iscoroutinefunction(handler):
-                    data = await handler(message)
-                else:
-                    data = await sync_to_async(handler, thread_sensitive=True)(message)
-            except Reject as e:
-                self._push(error_frame(request.id, "rejected", e.message))
-                return
-            if data is None:
-                self._reply(request.id, topic=topic, position=None)
-                return
-        position = await self.node.apublish(topic, request.event, encode_data(data))
-        self._reply(request.id, topic=topic, position=str(position))
+        try:
+            position = await policy.client_publish(
+                self.node, self.user, request.topic, request.event, request.data, self.id
+            )
+        except policy.Forbidden as e:
+            self._push(error_frame(request.id, "forbidden", str(e)))
+        except Reject as e:
+            self._push(error_frame(request.id, "rejected", e.message))
+        else:
+            self._reply(
+                request.id,
+                topic=request.topic,
+                position=None if position is None else str(position),
+            )

@@ -304,10 +304,11 @@ export class Client extends Emitter {
       };
       request.onReply = (reply) => (reply.ok ? settle(null, reply) : settle(errorFromReply(reply)));
       request.onLost = (error) => settle(error);
-      const timer = setTimeout(
+      // (setTimeout would turn Infinity into 1 ms.)
+      const timer = Number.isFinite(this._timeout) ? setTimeout(
         () => settle(new TidingsError("timeout", `no reply within ${this._timeout} ms`)),
         this._timeout,
-      );
+      ) : null;
       this._outbox.push(request);
       this._flush();
     });
@@ -462,7 +463,8 @@ function resolveUrl(url) {
  * @property {Function} [WebSocket] constructor to use instead of globalThis.WebSocket
  * @property {{initial?: number, max?: number, factor?: number, jitter?: number}} [backoff]
  *   reconnect delays in ms, default {initial: 500, max: 15000, factor: 2, jitter: 0.5}
- * @property {number} [timeout] ms a publish or ping waits for its reply, default 10000
+ * @property {number} [timeout] ms a publish or ping waits for its reply, default 10000;
+ *   Infinity waits for ever
  * @property {boolean} [autoconnect] connect at once, default true; else call open()
  */
 
