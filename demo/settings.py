@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "tidings",
     "demo.rooms",
+    "demo.headlines",
 ]
 
 MIDDLEWARE = [

@@ -1,32 +1,57 @@
-"""The broker contract (tidings/brokers/base.py), run against every broker."""
+"""The broker contract (tidings/brokers/base.py), run against every broker.
+
+The Redis broker runs against a real ``redis-server`` (tests/redis_server.py), each test
+under its own key prefix.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from tests.redis_server import RedisServer, redis_server
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import HistoryPolicy
 from tidings.messages import Message, Position
 
 KEEP = HistoryPolicy(size=100, ttl=300)
-BROKER_URLS = ["memory://"]
+BROKERS = ["memory", "redis"]
 
 
-@pytest.fixture(params=BROKER_URLS)
-async def broker(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Broker, list[Message]]]:
-    b = broker_from_url(request.param)
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as r:
+        yield r
+
+
+@pytest.fixture(params=BROKERS)
+def broker_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    server: RedisServer = request.getfixturevalue("redis")
+    return f"{server.url}?prefix=t{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def broker(broker_url: str) -> AsyncIterator[tuple[Broker, list[Message]]]:
+    b = broker_from_url(broker_url)
     got: list[Message] = []
     await b.start(got.append)
     yield b, got
     await b.close()
 
 
-async def settle() -> None:
+async def settle(got: list[Message] | None = None, count: int = 0) -> None:
+    """Let deliveries happen: until ``got`` holds ``count`` messages (a broker with a
+    server delivers asynchronously), then a few more turns of the loop."""
+    deadline = time.monotonic() + 10
+    while got is not None and len(got) < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     for _ in range(3):
         await asyncio.sleep(0.01)
 
@@ -40,7 +65,7 @@ async def test_offsets_are_consecutive_per_topic(broker):
     assert [p.offset for p in pa] == [1, 2, 3]
     assert pb.offset == 1
     assert len({p.epoch for p in pa}) == 1
-    await settle()
+    await settle(got, 4)
     assert [(m.topic, m.position.offset, m.data_json) for m in got] == [
         ("a", 1, "0"),
         ("a", 2, "1"),
@@ -119,7 +144,7 @@ async def test_publish_from_threads_keeps_offset_order_in_delivery(broker):
         t.start()
     while any(t.is_alive() for t in threads):
         await asyncio.sleep(0.01)
-    await settle()
+    await settle(got, 800)
     assert sorted(p.offset for p in positions) == list(range(1, 801))
     assert [m.position.offset for m in got] == list(range(1, 801))
 
@@ -134,8 +159,8 @@ async def test_presence_add_remove(broker):
     assert await b.presence("nobody") == {}
 
 
-def test_publish_without_a_running_broker_still_keeps_history():
-    b = broker_from_url("memory://")
+def test_publish_without_a_running_broker_still_keeps_history(broker_url):
+    b = broker_from_url(broker_url)
     p = b.publish("x", "m", "1", KEEP)
     result = asyncio.run(b.history("x", Position(p.epoch, 0)))
     assert result.recovered and [m.data_json for m in result.messages] == ["1"]

@@ -5,6 +5,7 @@ from tests.testapp import views
 
 urlpatterns = [
     path("test/publish", views.publish_view),
+    path("test/hub", views.hub_view),
     path("accounts/", include("django.contrib.auth.urls")),
     *demo_urlpatterns,
 ]

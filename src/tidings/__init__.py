@@ -18,8 +18,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tidings.api import apublish, publish
+    from tidings.api import aposition, apublish, publish
     from tidings.handlers import ClientMessage, Reject, handler
+    from tidings.holds import hold_longpoll, hold_stream, hold_websocket, is_websocket
     from tidings.messages import Message, Position
     from tidings.rules import allow
 
@@ -29,14 +30,24 @@ __all__ = [
     "Position",
     "Reject",
     "allow",
+    "aposition",
     "apublish",
     "handler",
+    "hold_longpoll",
+    "hold_stream",
+    "hold_websocket",
+    "is_websocket",
     "publish",
 ]
 
 _WHERE = {
     "publish": "tidings.api",
     "apublish": "tidings.api",
+    "aposition": "tidings.api",
+    "hold_stream": "tidings.holds",
+    "hold_longpoll": "tidings.holds",
+    "hold_websocket": "tidings.holds",
+    "is_websocket": "tidings.holds",
     "allow": "tidings.rules",
     "handler": "tidings.handlers",
     "ClientMessage": "tidings.handlers",

@@ -6,8 +6,10 @@ import asyncio
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.http import HttpResponseBase
 
 from tidings.conf import get_settings
+from tidings.formats import encode_formats
 from tidings.messages import Position, encode_data
 from tidings.node import get_node
 from tidings.topics import event_error, topic_error
@@ -27,6 +29,9 @@ def publish(
     *,
     on_commit: bool = True,
     using: str | None = None,
+    http_response: HttpResponseBase | None = None,
+    http_stream: str | None = None,
+    ws_message: str | None = None,
 ) -> Position | None:
     """Publish ``data`` (anything JSON-serializable) to ``topic``; return its position.
 
@@ -34,6 +39,9 @@ def publish(
     ``transaction.atomic()`` (on database ``using``) the message is sent only once the
     transaction commits, and never if it rolls back; then ``None`` is returned, as the
     position is not known yet. ``on_commit=False`` sends at once, transaction or not.
+
+    ``http_response``, ``http_stream`` and ``ws_message`` say exactly what requests
+    held by views (:mod:`tidings.holds`) get for this item; see :mod:`tidings.formats`.
 
     Raises :class:`ValueError` for an invalid topic or event, :class:`TypeError` for
     data JSON cannot encode, and :class:`~tidings.brokers.base.BrokerError` when the
@@ -46,18 +54,43 @@ def publish(
     else:
         raise RuntimeError("tidings.publish() was called from async code: use tidings.apublish().")
     data_json = _encode(topic, data, event)
+    formats_json = encode_formats(http_response, http_stream, ws_message)
     alias = using or DEFAULT_DB_ALIAS
     if on_commit and connections[alias].in_atomic_block:
-        transaction.on_commit(lambda: get_node().publish(topic, event, data_json), using=alias)
+        transaction.on_commit(
+            lambda: get_node().publish(topic, event, data_json, formats_json), using=alias
+        )
         return None
-    return get_node().publish(topic, event, data_json)
+    return get_node().publish(topic, event, data_json, formats_json)
 
 
-async def apublish(topic: str, data: Any, event: str = "message") -> Position:
+async def apublish(
+    topic: str,
+    data: Any,
+    event: str = "message",
+    *,
+    http_response: HttpResponseBase | None = None,
+    http_stream: str | None = None,
+    ws_message: str | None = None,
+) -> Position:
     """Async twin of :func:`publish`.
 
     Django runs no transaction in async code, so there is nothing to wait for: the
     message is sent at once. To publish after a commit, call :func:`publish` inside the
     ``transaction.atomic()`` block (e.g. in a function run with ``sync_to_async``).
     """
-    return await get_node().apublish(topic, event, _encode(topic, data, event))
+    formats_json = encode_formats(http_response, http_stream, ws_message)
+    return await get_node().apublish(topic, event, _encode(topic, data, event), formats_json)
+
+
+async def aposition(topic: str) -> Position:
+    """``topic``'s current position: that of its last message (offset 0 if none yet).
+
+    Use it as an ETag or a cursor: a subscription with ``since`` set to it misses nothing
+    that comes after.
+    """
+    problem = topic_error(topic, get_settings().topic_max_length)
+    if problem is not None:
+        raise ValueError(problem)
+    node = get_node()
+    return (await node.broker.history(topic, None)).position

@@ -4,20 +4,27 @@
     from tidings.asgi import get_asgi_application
     application = get_asgi_application()
 
-``http`` goes to Django (with static files served as ``runserver`` would when
-``DEBUG`` is on); ``websocket`` on ``TIDINGS["PATH"] + "ws"`` goes to tidings;
-``lifespan`` starts and stops this process's broker. On SIGTERM uvicorn closes
-every open socket with code 1012 (service restart), so clients reconnect elsewhere.
+- ``http`` goes to Django (with static files served as ``runserver`` would when
+  ``DEBUG`` is on). Paths under ``TIDINGS["PATH"]`` resolve against ``tidings.urls``
+  (SSE, long-poll, publish): no URLconf change is needed.
+- ``websocket`` on ``TIDINGS["PATH"] + "ws"`` speaks the tidings protocol. A WebSocket
+  on any other path is handed to the Django view its URL resolves to, through the
+  usual middleware; the view accepts it by returning
+  :func:`tidings.holds.hold_websocket`, anything else refuses it.
+- ``lifespan`` starts and stops this process's broker. On SIGTERM uvicorn closes every
+  open socket with 1012 (service restart), so clients reconnect elsewhere.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import django
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpRequest, HttpResponseBase
 
 from tidings.node import get_node
 from tidings.types import ASGIApp, Receive, Scope, Send
@@ -28,32 +35,60 @@ logger = logging.getLogger("tidings.asgi")
 def get_asgi_application() -> ASGIApp:
     """Set Django up and return the combined application."""
     django.setup(set_prefix=False)
-    http: Any = ASGIHandler()
+    django_app = Handler()
+    http: Any = django_app
     if settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-        http = ASGIStaticFilesHandler(http)
-    return Router(http)
+        http = ASGIStaticFilesHandler(django_app)
+    return Router(http, django_app)
+
+
+class Handler(ASGIHandler):
+    """Django's ASGI handler, with tidings' endpoints mounted under ``TIDINGS["PATH"]``.
+
+    Django runs each request in its own asgiref ``ThreadSensitiveContext``: the first
+    sync call of the request (``close_old_connections`` on ``request_started``, the
+    session lookup) starts a thread that lives as long as the request. For a stream or
+    a long-poll that is a thread per idle client, so tidings' endpoints run without
+    that context, and their few sync calls share asgiref's one sync thread.
+    """
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Mapping[str, Any]]],
+        send: Callable[[Mapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(get_node().settings.path):
+            await self.handle(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path_info.startswith(get_node().settings.path):
+            request.urlconf = "tidings.asgi_urls"
+        return await super().get_response_async(request)
 
 
 class Router:
     """Route by scope type; plain ASGI, no framework."""
 
-    def __init__(self, http: ASGIApp) -> None:
+    def __init__(self, http: ASGIApp, django_app: Handler) -> None:
         self.http = http
+        self.django = django_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             await self.http(scope, receive, send)
         elif kind == "websocket":
-            from tidings.transports.websocket import websocket_endpoint
+            from tidings.transports.websocket import view_websocket, websocket_endpoint
 
             if scope["path"] == get_node().settings.ws_path:
                 await websocket_endpoint(scope, receive, send)
             else:
-                await receive()
-                await send({"type": "websocket.close", "code": 1000})
+                await view_websocket(self.django, scope, receive, send)
         elif kind == "lifespan":
             await self.lifespan(receive, send)
 

@@ -30,6 +30,10 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_TTL": 300.0,
     "HISTORY": {},
     "RULES": {},
+    "SSE_KEEPALIVE": 15.0,
+    "SSE_RETRY_MS": 2000,
+    "POLL_TIMEOUT": 25.0,
+    "POLL_MAX_TIMEOUT": 120.0,
 }
 
 
@@ -62,6 +66,10 @@ class Settings:
     history: HistoryPolicy
     history_overrides: tuple[tuple[Pattern, HistoryPolicy], ...]
     rules: tuple[Rule, ...]
+    sse_keepalive: float
+    sse_retry_ms: int
+    poll_timeout: float
+    poll_max_timeout: float
     _history_cache: dict[str, HistoryPolicy] = field(default_factory=dict, compare=False)
 
     @property
@@ -118,6 +126,10 @@ def load() -> Settings:
         history=default_history,
         history_overrides=overrides,
         rules=from_settings(dict(raw["RULES"])),
+        sse_keepalive=float(raw["SSE_KEEPALIVE"]),
+        sse_retry_ms=int(raw["SSE_RETRY_MS"]),
+        poll_timeout=float(raw["POLL_TIMEOUT"]),
+        poll_max_timeout=float(raw["POLL_MAX_TIMEOUT"]),
     )
 
 

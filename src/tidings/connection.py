@@ -20,6 +20,7 @@ from typing import Any
 from tidings import policy
 from tidings.brokers.base import BrokerError
 from tidings.handlers import Reject
+from tidings.joins import Joins
 from tidings.messages import Message
 from tidings.node import Node
 from tidings.protocol import (
@@ -65,7 +66,7 @@ class Connection:
         self._wakeup: asyncio.Future[None] | None = None
         self._close: Close | None = None
         self._done = False
-        self._joining: dict[str, list[Message]] = {}
+        self._joins = Joins()
 
     def __repr__(self) -> str:
         return f"<Connection {self.id}>"
@@ -73,11 +74,8 @@ class Connection:
     # -- outbound ------------------------------------------------------------------
     def deliver(self, message: Message) -> None:
         """Queue a message of a subscribed topic (the hub calls this)."""
-        if self._joining:
-            pending = self._joining.get(message.topic)
-            if pending is not None:
-                pending.append(message)
-                return
+        if self._joins.busy() and not self._joins.admit(message):
+            return
         self._push(message.ws_frame)
 
     def _push(self, frame: str) -> None:
@@ -95,15 +93,16 @@ class Connection:
 
     def _overflow(self) -> None:
         logger.info("%r: more than %d frames waiting, closing", self, self._queue_size)
-        self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+        self.close(CLOSE_SLOW_CONSUMER, "slow consumer", drop=True)
         for topic in list(self.session.topics):
             self.node.unsubscribe_now(topic, self)
 
-    def close(self, code: int, reason: str) -> None:
-        """Drop what is queued, send a close frame, end the connection."""
+    def close(self, code: int, reason: str, *, drop: bool = False) -> None:
+        """Send what is queued (or ``drop`` it), then a close frame; end the connection."""
         if self._close is None:
             self._close = Close(code, reason)
-            self._queue.clear()
+            if drop:
+                self._queue.clear()
             wakeup = self._wakeup
             if wakeup is not None:
                 self._wakeup = None
@@ -206,33 +205,26 @@ class Connection:
         if not await policy.may(self.node, self.user, "subscribe", topic):
             self._push(error_frame(request.id, "forbidden", f"You may not subscribe to {topic!r}."))
             return
-        # Buffer live messages while history is read, so that replay + live is gapless.
         self.session.subscribed(topic)
-        self._joining[topic] = []
         try:
-            await self.node.subscribe(topic, self)
-            result = await self.node.broker.history(topic, request.since)
+            result, messages = await self._joins.join(self.node, topic, self, request.since)
             if request.presence is not None:
                 await self.node.broker.presence_add(topic, self.id, request.presence)
         except BaseException:
             self.session.unsubscribed(topic)
-            self._joining.pop(topic, None)
+            self._joins.forget(topic)
             await self.node.unsubscribe(topic, self)
             raise
         fields: dict[str, Any] = {"topic": topic, "position": str(result.position)}
         if request.since is not None:
             fields["recovered"] = result.recovered
         self._reply(request.id, **fields)
-        for message in result.messages:
+        for message in messages:
             self._push(message.ws_frame)
-        now = result.position
-        for message in self._joining.pop(topic):
-            p = message.position
-            if p.epoch != now.epoch or p.offset > now.offset:
-                self._push(message.ws_frame)
 
     async def _unsubscribe(self, request: Unsubscribe) -> None:
         self.session.unsubscribed(request.topic)
+        self._joins.forget(request.topic)
         await self.node.unsubscribe(request.topic, self)
         await self.node.broker.presence_remove(request.topic, self.id)
         self._reply(request.id, topic=request.topic)

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+_SSE_LINES = re.compile(r"\r\n|\r|\n")
 _POSITION = re.compile(r"([A-Za-z0-9]{1,32}):(0|[1-9][0-9]{0,17})")
 
 
@@ -53,7 +54,17 @@ def encode_data(data: Any) -> str:
 class Message:
     """One published message of one topic, immutable once it has a position."""
 
-    __slots__ = ("_ws_frame", "data_json", "event", "position", "timestamp", "topic")
+    __slots__ = (
+        "_formats",
+        "_sse_body",
+        "_ws_frame",
+        "data_json",
+        "event",
+        "formats_json",
+        "position",
+        "timestamp",
+        "topic",
+    )
 
     def __init__(
         self,
@@ -62,13 +73,17 @@ class Message:
         data_json: str,
         position: Position,
         timestamp: float | None = None,
+        formats_json: str | None = None,
     ) -> None:
         self.topic = topic
         self.event = event
         self.data_json = data_json
         self.position = position
         self.timestamp = time.time() if timestamp is None else timestamp
+        self.formats_json = formats_json
         self._ws_frame: str | None = None
+        self._sse_body: str | None = None
+        self._formats: dict[str, Any] | None = None
 
     @property
     def data(self) -> Any:
@@ -85,6 +100,28 @@ class Message:
                 f'"data":{self.data_json}}}'
             )
         return frame
+
+    @property
+    def sse_body(self) -> str:
+        """``event:`` and ``data:`` lines of the SSE event, encoded once; the stream adds ``id:``.
+
+        Every line of the data gets its own ``data:`` field, so no CR or LF in it can
+        start a field of its own (JSON text has none unescaped anyway).
+        """
+        body = self._sse_body
+        if body is None:
+            lines = _SSE_LINES.split(self.data_json)
+            data = "".join(f"data: {line}\n" for line in lines)
+            body = self._sse_body = f"event: {self.event}\n{data}\n"
+        return body
+
+    @property
+    def formats(self) -> dict[str, Any]:
+        """Per-transport representations given to ``publish()`` (see :mod:`tidings.formats`)."""
+        formats = self._formats
+        if formats is None:
+            formats = self._formats = json.loads(self.formats_json) if self.formats_json else {}
+        return formats
 
     def __repr__(self) -> str:
         return f"Message({self.topic!r}, {self.event!r}, {self.position})"

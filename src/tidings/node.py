@@ -80,11 +80,17 @@ class Node:
         if not self.hub.has(topic):
             await self.broker.unsubscribe(topic)
 
-    def publish(self, topic: str, event: str, data_json: str) -> Position:
-        return self.broker.publish(topic, event, data_json, self.settings.history_for(topic))
+    def publish(
+        self, topic: str, event: str, data_json: str, formats_json: str | None = None
+    ) -> Position:
+        policy = self.settings.history_for(topic)
+        return self.broker.publish(topic, event, data_json, policy, formats_json)
 
-    async def apublish(self, topic: str, event: str, data_json: str) -> Position:
-        return await self.broker.apublish(topic, event, data_json, self.settings.history_for(topic))
+    async def apublish(
+        self, topic: str, event: str, data_json: str, formats_json: str | None = None
+    ) -> Position:
+        policy = self.settings.history_for(topic)
+        return await self.broker.apublish(topic, event, data_json, policy, formats_json)
 
 
 _node: Node | None = None

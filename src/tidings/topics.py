@@ -30,6 +30,8 @@ def event_error(event: object) -> str | None:
     """Why ``event`` is not a valid event name, or ``None`` when it is."""
     if not isinstance(event, str) or not _EVENT.fullmatch(event):
         return "An event name is 1 to 64 characters from A-Z a-z 0-9 and _ - . : @ = +"
+    if event.startswith("tidings."):
+        return "Event names starting with 'tidings.' are reserved."
     return None
 
 

@@ -44,3 +44,20 @@ def publish_view(request: HttpRequest) -> JsonResponse:
         except Rollback:
             pass
     return JsonResponse({"positions": positions})
+
+
+async def hub_view(request: HttpRequest) -> JsonResponse:
+    """What this server process holds: subscribers of a topic, threads, asyncio tasks."""
+    import asyncio
+    import threading
+
+    from tidings.node import get_node
+
+    topic = request.GET.get("topic", "")
+    return JsonResponse(
+        {
+            "subscribers": get_node().hub.count(topic),
+            "threads": threading.active_count(),
+            "tasks": len(asyncio.all_tasks()),
+        }
+    )

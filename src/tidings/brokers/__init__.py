@@ -1,6 +1,7 @@
 """Brokers move messages between processes and keep history and presence.
 
-Pick one by URL in ``TIDINGS["BROKER"]``: ``memory://`` (one process, the default).
+Pick one by URL in ``TIDINGS["BROKER"]``: ``memory://`` (one process, the default), or
+``redis://host:6379/0`` / ``rediss://`` (TLS) for many processes (docs/redis.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from tidings.brokers.base import Broker, HistoryResult
 
 BACKENDS = {
     "memory": "tidings.brokers.memory.MemoryBroker",
+    "redis": "tidings.brokers.redis.RedisBroker",
+    "rediss": "tidings.brokers.redis.RedisBroker",
 }
 
 

@@ -79,12 +79,28 @@ class Broker(abc.ABC):
         """This process no longer wants ``topic``'s messages (after its last local subscriber)."""
 
     @abc.abstractmethod
-    def publish(self, topic: str, event: str, data_json: str, history: HistoryPolicy) -> Position:
-        """Append to history and deliver, atomically; return the new position. Any thread."""
+    def publish(
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        history: HistoryPolicy,
+        formats_json: str | None = None,
+    ) -> Position:
+        """Append to history and deliver, atomically; return the new position. Any thread.
+
+        ``formats_json`` (optional) travels with the message unchanged: per-transport
+        representations (:mod:`tidings.formats`).
+        """
 
     @abc.abstractmethod
     async def apublish(
-        self, topic: str, event: str, data_json: str, history: HistoryPolicy
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        history: HistoryPolicy,
+        formats_json: str | None = None,
     ) -> Position:
         """Async twin of :meth:`publish`."""
 

@@ -70,14 +70,22 @@ class MemoryBroker(Broker):
     async def unsubscribe(self, topic: str) -> None:
         """Nothing to do."""
 
-    def publish(self, topic: str, event: str, data_json: str, history: HistoryPolicy) -> Position:
+    def publish(
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        history: HistoryPolicy,
+        formats_json: str | None = None,
+    ) -> Position:
         now = time.time()
         with self._lock:
             stream = self._streams.get(topic)
             if stream is None:
                 stream = self._streams[topic] = _Stream()
             stream.offset += 1
-            message = Message(topic, event, data_json, Position(stream.epoch, stream.offset), now)
+            position = Position(stream.epoch, stream.offset)
+            message = Message(topic, event, data_json, position, now, formats_json)
             if history.enabled:
                 stream.kept.append(message)
                 self._policies[topic] = history
@@ -95,9 +103,14 @@ class MemoryBroker(Broker):
         return message.position
 
     async def apublish(
-        self, topic: str, event: str, data_json: str, history: HistoryPolicy
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        history: HistoryPolicy,
+        formats_json: str | None = None,
     ) -> Position:
-        return self.publish(topic, event, data_json, history)
+        return self.publish(topic, event, data_json, history, formats_json)
 
     def _drain(self) -> None:
         """Deliver the outbox in order; runs on the broker's loop only."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class HeadlinesConfig(AppConfig):
+    name = "demo.headlines"
+    label = "headlines"

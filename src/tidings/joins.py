@@ -1,0 +1,75 @@
+"""Joining a topic with no gap and no duplicate: history after ``since``, then live.
+
+A subscriber subscribes first and reads history second; messages delivered meanwhile
+wait in ``pending``. After the read, a message can still arrive live that history
+already had (a publish from another thread, or Redis pub/sub latency, races the read):
+the subscriber's *floor* for the topic drops those, until the first newer message
+shows that the live stream has caught up. Per topic, messages come in offset order,
+so one comparison per message is all it takes, and only right after a join.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tidings.brokers import HistoryResult
+from tidings.hub import Subscriber
+from tidings.messages import Message, Position
+
+if TYPE_CHECKING:
+    from tidings.node import Node
+
+
+class Joins:
+    """One subscriber's join bookkeeping. Call :meth:`admit` from ``deliver`` while
+    :meth:`busy`."""
+
+    __slots__ = ("floors", "pending")
+
+    def __init__(self) -> None:
+        self.pending: dict[str, list[Message]] = {}
+        self.floors: dict[str, Position] = {}
+
+    def busy(self) -> bool:
+        return bool(self.pending or self.floors)
+
+    def admit(self, message: Message) -> bool:
+        """Should ``message`` go out now? (``False``: held for a join, or already sent.)"""
+        topic = message.topic
+        pending = self.pending.get(topic)
+        if pending is not None:
+            pending.append(message)
+            return False
+        floor = self.floors.get(topic)
+        if floor is not None:
+            p = message.position
+            if p.epoch == floor.epoch and p.offset <= floor.offset:
+                return False
+            del self.floors[topic]
+        return True
+
+    def forget(self, topic: str) -> None:
+        self.pending.pop(topic, None)
+        self.floors.pop(topic, None)
+
+    async def join(
+        self, node: Node, topic: str, subscriber: Subscriber, since: Position | None
+    ) -> tuple[HistoryResult, list[Message]]:
+        """Subscribe ``subscriber``; return the history result and what to send, in order."""
+        pending = self.pending[topic] = []
+        try:
+            await node.subscribe(topic, subscriber)
+            try:
+                result = await node.broker.history(topic, since)
+            except BaseException:
+                await node.unsubscribe(topic, subscriber)
+                raise
+        finally:
+            del self.pending[topic]
+        now = result.position
+        live = [
+            m for m in pending if m.position.epoch != now.epoch or m.position.offset > now.offset
+        ]
+        messages = [*result.messages, *live]
+        self.floors[topic] = messages[-1].position if messages else now
+        return result, messages

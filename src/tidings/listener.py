@@ -1,0 +1,102 @@
+"""The subscriber behind one HTTP request: an SSE stream, a long-poll, or a view's hold.
+
+It joins its topics without a gap (what came after ``since``, then live, no message
+twice), queues what arrives up to ``QUEUE_SIZE`` messages, and lets the request wait
+for it. When the queue overflows, it stops listening and says so (:attr:`overflowed`);
+the client resumes from its last position. Always :meth:`close` it (``async with``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from tidings.brokers import HistoryResult
+from tidings.joins import Joins
+from tidings.messages import Message, Position
+from tidings.node import Node
+
+
+class Listener:
+    def __init__(self, node: Node, topics: Iterable[str]) -> None:
+        self.node = node
+        self.topics = list(dict.fromkeys(topics))
+        self.results: dict[str, HistoryResult] = {}
+        self.overflowed = False
+        self._queue: list[Message] = []
+        self._limit = node.settings.queue_size
+        self._joins = Joins()
+        self._joined: list[str] = []
+        self._wakeup: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> Listener:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def join(self, since: dict[str, Position | None] | None = None) -> None:
+        """Subscribe every topic; queue the replay after ``since[topic]`` first."""
+        since = since or {}
+        for topic in self.topics:
+            result, messages = await self._joins.join(self.node, topic, self, since.get(topic))
+            self._joined.append(topic)
+            self.results[topic] = result
+            for message in messages:
+                self._add(message)
+
+    def deliver(self, message: Message) -> None:
+        if not self._joins.busy() or self._joins.admit(message):
+            self._add(message)
+
+    def stop(self) -> None:
+        """Make :meth:`wait` return now, for good (e.g. the client went away)."""
+        self.overflowed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+    def _add(self, message: Message) -> None:
+        if self.overflowed:
+            return
+        if len(self._queue) >= self._limit:
+            self.overflowed = True
+            self._queue.clear()
+            for topic in self._joined:
+                self.node.unsubscribe_now(topic, self)
+            self._joined.clear()
+        else:
+            self._queue.append(message)
+        self._wake()
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait until a message is queued (or the listener overflowed); ``False`` on timeout."""
+        if self._queue or self.overflowed:
+            return True
+        self._wakeup = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._wakeup), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._wakeup = None
+        return True
+
+    def take(self, limit: int | None = None) -> list[Message]:
+        """Everything queued (or the first ``limit`` messages), oldest first."""
+        if limit is None or limit >= len(self._queue):
+            taken, self._queue = self._queue, []
+        else:
+            taken, self._queue = self._queue[:limit], self._queue[limit:]
+        return taken
+
+    async def close(self) -> None:
+        joined, self._joined = self._joined, []
+        for topic in joined:
+            await self.node.unsubscribe(topic, self)

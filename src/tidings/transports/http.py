@@ -1,0 +1,85 @@
+"""What the HTTP transports share: opening topics for a request, cursors, JSON errors.
+
+A *cursor* is the positions of a request's topics, comma-separated in the order of its
+``topic`` parameters: ``"k3Xq9a:4,Zt8e1b:0"``. SSE sends it as each event's ``id``
+(so the browser's ``Last-Event-ID`` resumes every topic at once) and long-poll returns
+it as ``since`` for the next poll. Positions contain no comma, so it needs no escaping.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+
+from tidings import policy
+from tidings.auth import origin_allowed
+from tidings.messages import Position
+from tidings.node import Node
+from tidings.topics import topic_error
+
+STATUS = {
+    "bad_request": 400,
+    "invalid_topic": 400,
+    "rejected": 400,
+    "forbidden": 403,
+    "not_allowed": 405,
+    "too_large": 413,
+    "internal_error": 500,
+    "unavailable": 503,
+}
+
+
+def error(code: str, message: str, **headers: str) -> JsonResponse:
+    """``{"ok": false, "error": {"code", "message"}}`` with the status that fits the code."""
+    body = {"ok": False, "error": {"code": code, "message": message}}
+    return JsonResponse(body, status=STATUS[code], headers=headers)
+
+
+def origin_refused(request: HttpRequest, node: Node) -> JsonResponse | None:
+    """403 when the request comes from a page of a foreign site.
+
+    Unlike WebSockets, a missing Origin is let through: browsers send none on their own
+    same-origin GETs. A cross-site ``fetch``/``EventSource`` always carries its Origin.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None or origin_allowed(origin, request.get_host(), node.settings.allowed_origins):
+        return None
+    return error("forbidden", "Requests from this origin are not allowed.")
+
+
+async def open_topics(request: HttpRequest, node: Node) -> tuple[Any, list[str]] | JsonResponse:
+    """The user and the ``topic`` parameters, each valid and subscribable; or the error."""
+    refused = origin_refused(request, node)
+    if refused is not None:
+        return refused
+    topics = list(dict.fromkeys(request.GET.getlist("topic")))
+    if not topics:
+        return error("bad_request", "Give at least one 'topic' parameter.")
+    limit = node.settings.max_subscriptions
+    if len(topics) > limit:
+        return error("bad_request", f"At most {limit} topics per request.")
+    for topic in topics:
+        problem = topic_error(topic, node.settings.topic_max_length)
+        if problem is not None:
+            return error("invalid_topic", f"{topic[:80]!r}: {problem}")
+    user = await request.auser()
+    for topic in topics:
+        if not await policy.may(node, user, "subscribe", topic):
+            return error("forbidden", f"You may not subscribe to {topic!r}.")
+    return user, topics
+
+
+def parse_cursor(text: str, topics: list[str]) -> dict[str, Position | None]:
+    """Positions by topic from a cursor; a single position is taken for the first topic."""
+    parts = text.split(",")
+    if len(parts) > len(topics):
+        raise ValueError("The cursor has more positions than there are topics.")
+    return {
+        topic: Position.parse(part) if part else None
+        for topic, part in zip(topics, parts, strict=False)
+    }
+
+
+def cursor(positions: dict[str, Position], topics: list[str]) -> str:
+    return ",".join(str(positions[t]) for t in topics)

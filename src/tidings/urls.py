@@ -1,0 +1,14 @@
+"""tidings' HTTP endpoints. :func:`tidings.asgi.get_asgi_application` serves them under
+``TIDINGS["PATH"]`` by itself; include this module only to mount them elsewhere."""
+
+from django.urls import path
+
+from tidings.transports.longpoll import poll_view, publish_view
+from tidings.transports.sse import sse_view
+
+app_name = "tidings"
+urlpatterns = [
+    path("sse", sse_view, name="sse"),
+    path("poll", poll_view, name="poll"),
+    path("publish", publish_view, name="publish"),
+]
