@@ -53,3 +53,30 @@ def test_a_rejected_message_shows_the_reason(browser, server, page_errors):
     expect(a.locator("#error")).to_contain_text("2000")
     expect(a.locator("#chat li")).to_have_count(1)
     assert page_errors == []
+
+
+def test_headline_page_updates_live_from_the_edit_page(browser, server, page_errors):
+    import httpx
+
+    h = httpx.post(f"{server.url}/headlines/").json()
+    context = browser.new_context()
+    show = context.new_page()
+    show.on("pageerror", lambda e: page_errors.append(str(e)))
+    show.goto(f"{server.url}/headlines/{h['id']}/show/")
+    expect(show.locator("body")).to_have_attribute("data-live", "1", timeout=10_000)
+    expect(show.locator("#type")).to_have_text("none")
+    edit = context.new_page()
+    edit.on("pageerror", lambda e: page_errors.append(str(e)))
+    edit.goto(f"{server.url}/headlines/{h['id']}/edit/")
+    edit.fill("#type", "breaking")
+    edit.fill("#title", "Live from tidings")
+    edit.fill("#text", "The headline page updated by itself.")
+    edit.click("#save")
+    expect(edit.locator("#result")).to_contain_text("saved")
+    expect(show.locator("#title")).to_have_text("Live from tidings")
+    expect(show.locator("#text")).to_have_text("The headline page updated by itself.")
+    expect(show.locator("#type")).to_have_text("breaking")
+    etag = edit.locator("#result").inner_text().split("ETag ")[1]
+    expect(show.locator("#etag")).to_have_text(etag)  # the stream's event id is the API's ETag
+    show.screenshot(path="/tmp/tidings-headline.png")
+    assert page_errors == []

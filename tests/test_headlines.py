@@ -1,0 +1,180 @@
+"""The headline API (the Fanout/django-grip article) driven by curl, as in the article."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import need
+from tests.http_helpers import next_event, sse_events
+
+
+def curl(*args: str, timeout: float = 30) -> tuple[int, dict[str, str], str]:
+    """Run curl -si; return (status, headers, body) as curl saw them."""
+    need("curl", shutil.which("curl") is not None)
+    out = subprocess.run(
+        ["curl", "-si", "--max-time", str(timeout), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 5,
+        check=True,
+    ).stdout
+    head, _, body = out.partition("\n\n")  # text mode turned CRLF into LF
+    lines = head.split("\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines[1:])}
+    return status, headers, body
+
+
+@pytest.fixture
+def headline(server) -> str:
+    """POST /headlines/ -> a new headline's URL."""
+    status, headers, body = curl("-X", "POST", f"{server.url}/headlines/")
+    assert status == 200 and headers["content-type"] == "application/json"
+    data = json.loads(body)
+    assert data["type"] == "none" and data["text"] == "" and "title" not in data
+    assert re.fullmatch(r"\d+", data["id"])
+    return f"{server.url}/headlines/{data['id']}/"
+
+
+def put(url: str, **fields: str) -> tuple[int, dict[str, str], str]:
+    return curl("-X", "PUT", "-H", "Content-Type: application/json", "-d", json.dumps(fields), url)
+
+
+def test_the_articles_curl_session(headline):
+    # GET: the current value with an ETag
+    status, headers, body = curl(headline)
+    assert status == 200
+    etag = headers["etag"]
+    assert re.fullmatch(r'"[A-Za-z0-9]+:\d+"', etag)
+    assert json.loads(body)["type"] == "none"
+    # If-None-Match with the current ETag: 304
+    status, headers, _ = curl("-H", f"If-None-Match: {etag}", headline)
+    assert status == 304 and headers["etag"] == etag
+    # a long-poll that times out: 304 after Wait seconds
+    start = time.monotonic()
+    status, headers, _ = curl("-H", f"If-None-Match: {etag}", "-H", "Wait: 1", headline)
+    assert status == 304 and headers["etag"] == etag
+    assert 0.9 < time.monotonic() - start < 10
+    # a long-poll released by a PUT: 200 with the new object and its ETag, at once
+    result = {}
+    held = threading.Thread(
+        target=lambda: result.update(
+            zip(
+                ("status", "headers", "body"),
+                curl("-H", f"If-None-Match: {etag}", "-H", "Wait: 20", headline),
+            )
+        )
+    )
+    start = time.monotonic()
+    held.start()
+    time.sleep(0.5)
+    status, headers, body = put(headline, type="normal", text="hello to the world")
+    assert status == 200
+    new_etag = headers["etag"]
+    assert new_etag != etag and json.loads(body)["text"] == "hello to the world"
+    held.join(20)
+    assert time.monotonic() - start < 10
+    assert result["status"] == 200
+    assert result["headers"]["etag"] == new_etag
+    assert json.loads(result["body"])["text"] == "hello to the world"
+    assert result["body"].startswith("{\n    ")  # the pretty-printed body, as published
+    # the new ETag is now current
+    status, headers, _ = curl("-H", f"If-None-Match: {new_etag}", headline)
+    assert status == 304
+
+
+def test_a_get_that_is_stale_answers_at_once(headline):
+    _, headers, _ = curl(headline)
+    old = headers["etag"]
+    put(headline, type="a")
+    start = time.monotonic()
+    status, headers, body = curl("-H", f"If-None-Match: {old}", "-H", "Wait: 20", headline)
+    assert status == 200 and json.loads(body)["type"] == "a"
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize(("wait", "status"), [("abc", 400), ("1.5", 400), ("", 400)])
+def test_wait_must_be_an_integer(headline, wait, status):
+    code, _, body = curl("-H", f"Wait: {wait}" if wait else "Wait;", headline)
+    assert code == status and "Wait" in json.loads(body)["error"]
+
+
+def test_wait_is_clamped(headline):
+    _, headers, _ = curl(headline)
+    start = time.monotonic()
+    status, _, _ = curl("-H", f"If-None-Match: {headers['etag']}", "-H", "Wait: 0", headline)
+    assert status == 304 and 0.9 < time.monotonic() - start < 10  # 0 became 1 s
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ("{not json", 400, "JSON"),
+        ("[1, 2]", 400, "object"),
+        ('{"title": "no type"}', 400, "type"),
+        ('{"type": 5}', 400, "type"),
+        ('{"type": "x", "text": ' + json.dumps("t" * 10_001) + "}", 413, "text"),
+    ],
+)
+def test_put_bad_input(headline, body, status, words):
+    code, headers, answer = curl("-X", "PUT", "-d", body, headline)
+    assert code == status and headers["content-type"] == "application/json"
+    assert words in json.loads(answer)["error"]
+
+
+def test_unknown_id_and_wrong_methods(server, headline):
+    status, _, body = curl(f"{server.url}/headlines/999999/")
+    assert status == 404 and "error" in json.loads(body)
+    status, headers, _ = curl("-X", "DELETE", headline)
+    assert status == 405 and headers["allow"] == "GET, PUT"
+    status, headers, _ = curl(f"{server.url}/headlines/")
+    assert status == 405 and headers["allow"] == "POST"
+
+
+async def test_sse_on_the_same_url_streams_updates(headline):
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with http.stream("GET", headline, headers={"Accept": "text/event-stream"}) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(r)
+            status, headers, _ = await asyncio.to_thread(put, headline, type="sse", text="one")
+            e = await next_event(events)
+            assert e.event == "update" and json.loads(e.data)["text"] == "one"
+            assert f'"{e.id}"' == headers["etag"]  # the event id is the ETag's position
+
+
+async def test_websocket_on_the_same_url_receives_each_update(server, headline):
+    ws_url = headline.replace("http://", "ws://")
+    async with connect(ws_url, origin=server.url) as ws:
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(put, headline, type="ws", text="over the socket")
+        update = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert update["type"] == "ws" and update["text"] == "over the socket"
+        await ws.send("ignored")  # what the client sends is read and ignored
+        await asyncio.to_thread(put, headline, type="ws", text="again")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["text"] == "again"
+
+
+async def test_websocket_to_an_unknown_headline_or_foreign_origin_is_refused(server):
+    with pytest.raises(InvalidStatus) as e:
+        async with connect(
+            f"ws://{server.host}:{server.port}/headlines/999999/", origin=server.url
+        ):
+            pass
+    assert e.value.response.status_code == 404
+    with pytest.raises(InvalidStatus) as e:
+        async with connect(
+            f"ws://{server.host}:{server.port}/headlines/1/", origin="http://evil.example"
+        ):
+            pass
+    assert e.value.response.status_code == 403

@@ -1,0 +1,348 @@
+"""The Redis broker in one process, against a real redis-server and real faults:
+FLUSHALL, restarts, CLIENT KILL, a frozen (SIGSTOP) server, a server that is down.
+
+Every wait is on a condition with a generous timeout: the machine may be slow."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from tests.redis_server import RedisServer, redis_server
+from tidings.brokers import broker_from_url
+from tidings.brokers.base import BrokerError
+from tidings.brokers.redis import RedisBroker
+from tidings.conf import HistoryPolicy
+from tidings.messages import Message, Position
+
+KEEP = HistoryPolicy(size=10_000, ttl=300)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A server of this test's own: these tests break it."""
+    with redis_server() as r:
+        yield r
+
+
+class Got:
+    """Collects deliveries; ``await got.wait(n)`` until there are ``n``."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    @property
+    def offsets(self) -> list[int]:
+        return [m.position.offset for m in self.messages]
+
+    async def wait(self, count: int, timeout: float = 20) -> None:
+        await until(lambda: len(self.messages) >= count, timeout, f"{count} messages")
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(0.02)
+
+
+async def started(url: str) -> tuple[RedisBroker, Got]:
+    broker = broker_from_url(url)
+    assert isinstance(broker, RedisBroker)
+    got = Got()
+    await broker.start(got)
+    return broker, got
+
+
+@pytest.fixture
+async def broker(redis: RedisServer) -> AsyncIterator[tuple[RedisBroker, Got]]:
+    b, got = await started(redis.url + "?keepalive=1&presence_ttl=1")
+    yield b, got
+    await b.close()
+
+
+def publish_in_thread(b: RedisBroker, topic: str, count: int) -> threading.Thread:
+    def run() -> None:
+        for i in range(count):
+            b.publish(topic, "m", str(i), KEEP)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+async def joined(thread: threading.Thread) -> None:
+    await until(lambda: not thread.is_alive(), 60, "the publisher thread")
+
+
+# -- URLs and keys ------------------------------------------------------------------------
+def test_url_options_are_ours_the_rest_is_redis_pys():
+    b = broker_from_url("redis://:secret@127.0.0.1:1/3?prefix=app&presence_ttl=2&socket_timeout=1")
+    assert isinstance(b, RedisBroker)
+    assert b.options.prefix == "app" and b.options.presence_ttl == 2
+    kwargs = b._sync.connection_pool.connection_kwargs
+    assert kwargs["db"] == 3 and kwargs["password"] == "secret" and kwargs["socket_timeout"] == 1
+    assert b._key("rooms.a", "meta") == "app:{rooms.a}:meta"  # hash-tagged for a cluster
+    assert b._channel("rooms.a") == "app:3:{rooms.a}"  # pub/sub ignores db numbers
+    assert broker_from_url("rediss://example.com:6380/0").url.startswith("rediss:")
+    with pytest.raises(ImproperlyConfigured, match="presence_ttl"):
+        broker_from_url("redis://127.0.0.1/0?presence_ttl=soon")
+
+
+async def test_keys_expire(broker, redis):
+    b, _ = broker
+    await b.apublish("k", "m", "1", HistoryPolicy(size=10, ttl=30))
+    await b.presence_add("k", "c1", {})
+    c = redis.client()
+    keys = c.keys("tidings:*")
+    assert len(keys) == 5, keys  # meta, history, a receipt, presence, members
+    assert all(c.pttl(k) > 0 for k in keys), {k: c.pttl(k) for k in keys}
+    assert 25_000 < c.pttl("tidings:{k}:history") <= 30_000
+    assert c.pttl("tidings:{k}:meta") > 3600_000  # meta_ttl (a day): outlives history
+
+
+# -- publishing ----------------------------------------------------------------------------
+async def test_a_retried_publish_is_published_once(broker):
+    """The script is idempotent: what redis-py does after a broken connection."""
+    b, _ = broker
+    keys, args = b._publish_args("r", "m", "1", KEEP, None)
+    first = b._published("r", b._publish_sync(keys=keys, args=args))
+    again = b._published("r", b._publish_sync(keys=keys, args=args))
+    assert first == again == Position(first.epoch, 1)
+    assert (await b.history("r", None)).position.offset == 1
+
+
+async def test_a_publish_that_arrives_after_its_deadline_is_refused(broker):
+    b, _ = broker
+    keys, args = b._publish_args("late", "m", "1", KEEP, None)
+    args[8] = int((time.time() - 10) * 1000)
+    with pytest.raises(BrokerError, match="deadline, so it was not published"):
+        b._published("late", b._publish_sync(keys=keys, args=args))
+    assert (await b.history("late", None)).position.offset == 0
+
+
+async def test_formats_travel_with_the_message(broker):
+    b, got = broker
+    await b.subscribe("f")
+    first = await b.apublish("f", "m", '"x"', KEEP, '{"sse": "x\\ny"}')
+    await b.apublish("f", "m", '"é"', KEEP)
+    await got.wait(2)
+    assert [m.formats_json for m in got.messages] == ['{"sse": "x\\ny"}', None]
+    assert [m.data_json for m in got.messages] == ['"x"', '"é"']
+    replay = await b.history("f", Position(first.epoch, 0))
+    assert [m.formats_json for m in replay.messages] == ['{"sse": "x\\ny"}', None]
+    assert abs(replay.messages[0].timestamp - time.time()) < 30
+
+
+async def test_publish_while_redis_is_down_raises_quickly(redis):
+    b = broker_from_url(redis.url + "?socket_connect_timeout=1")
+    redis.kill()
+    t0 = time.monotonic()
+    with pytest.raises(BrokerError, match="Could not publish to 'x'"):
+        b.publish("x", "m", "1", KEEP)
+    with pytest.raises(BrokerError, match="Could not publish to 'x'"):
+        await b.apublish("x", "m", "1", KEEP)
+    with pytest.raises(BrokerError):
+        await b.history("x", None)
+    assert time.monotonic() - t0 < 10
+
+
+async def test_publish_to_a_frozen_redis_times_out_and_never_appears_later(redis):
+    url = redis.url + "?socket_timeout=0.5&socket_connect_timeout=0.5&publish_timeout=1"
+    b = broker_from_url(url)
+    before = b.publish("z", "m", "before", KEEP)
+    redis.pause()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(BrokerError):
+            b.publish("z", "m", "lost", KEEP)
+        assert time.monotonic() - t0 < 10
+        await asyncio.sleep(1.5)  # the stuck attempts now wait past their deadline
+    finally:
+        redis.resume()
+    after = b.publish("z", "m", "after", KEEP)
+    replay = await b.history("z", Position(before.epoch, 0))
+    assert [m.data_json for m in replay.messages] == ["before", "after"]
+    assert after.offset == 2
+
+
+# -- delivery ------------------------------------------------------------------------------
+async def test_two_brokers_publishing_at_once_deliver_one_order(redis):
+    a, got_a = await started(redis.url)
+    b, got_b = await started(redis.url)
+    try:
+        await a.subscribe("t")
+        await b.subscribe("t")
+        threads = [publish_in_thread(a, "t", 300), publish_in_thread(b, "t", 300)]
+        for thread in threads:
+            await joined(thread)
+        await got_a.wait(600)
+        await got_b.wait(600)
+        assert got_a.offsets == got_b.offsets == list(range(1, 601))
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_unsubscribed_topics_are_not_delivered(broker):
+    b, got = broker
+    await b.subscribe("u")
+    await b.apublish("u", "m", "1", KEEP)
+    await got.wait(1)
+    await b.unsubscribe("u")
+    await b.apublish("u", "m", "2", KEEP)
+    await b.subscribe("u")
+    await b.apublish("u", "m", "3", KEEP)
+    await got.wait(2)
+    await asyncio.sleep(0.2)
+    assert [m.data_json for m in got.messages] == ["1", "3"]
+
+
+async def test_a_skipped_offset_is_filled_from_history(broker):
+    """A message in history that never came live (here: published to no channel)."""
+    b, got = broker
+    await b.subscribe("g")
+    await b.apublish("g", "m", "1", KEEP)
+    keys, args = b._publish_args("g", "m", "2", KEEP, None)
+    args[0] = "nowhere"
+    b._publish_sync(keys=keys, args=args)
+    await b.apublish("g", "m", "3", KEEP)
+    await got.wait(3)
+    await asyncio.sleep(0.2)
+    assert [m.data_json for m in got.messages] == ["1", "2", "3"]
+    assert got.offsets == [1, 2, 3]
+
+
+async def test_client_kill_pubsub_loses_nothing(broker, redis):
+    b, got = broker
+    await b.subscribe("k")
+    thread = publish_in_thread(b, "k", 2000)
+    c = redis.client()
+    for _ in range(3):
+        await until(lambda: b.health()["connected"], 20, "a connection")
+        await asyncio.sleep(0.1)
+        c.client_kill_filter(_type="pubsub")
+    await joined(thread)
+    await got.wait(2000, 30)
+    await asyncio.sleep(0.3)
+    assert got.offsets == list(range(1, 2001))
+    health = b.health()
+    assert health["reconnects"] >= 1 and health["last_error"]
+
+
+async def test_a_quiet_connection_to_a_frozen_redis_is_noticed(broker, redis):
+    """keepalive=1: no reply to PING within a second means reconnect."""
+    b, got = broker
+    await b.subscribe("q")
+    await b.apublish("q", "m", "1", KEEP)
+    await got.wait(1)
+    redis.pause()
+    try:
+        await until(lambda: not b.health()["connected"], 20, "the listener to notice")
+    finally:
+        redis.resume()
+    await until(lambda: b.health()["connected"], 20, "the listener to reconnect")
+    await b.apublish("q", "m", "2", KEEP)
+    await got.wait(2)
+    assert got.offsets == [1, 2]
+
+
+async def test_flushall_changes_the_epoch_and_delivery_goes_on(broker, redis):
+    b, got = broker
+    await b.subscribe("e")
+    old = await b.apublish("e", "m", "1", KEEP)
+    await got.wait(1)
+    redis.client().flushall()
+    assert not (await b.history("e", old)).recovered
+    new = await b.apublish("e", "m", "2", KEEP)
+    assert new.epoch != old.epoch and new.offset == 1
+    await got.wait(2)
+    assert [str(m.position) for m in got.messages] == [str(old), str(new)]
+    recovered = await b.history("e", Position(new.epoch, 0))
+    assert recovered.recovered and [m.data_json for m in recovered.messages] == ["2"]
+
+
+async def test_restart_without_data_resubscribes_and_changes_the_epoch(broker, redis):
+    b, got = broker
+    await b.subscribe("s")
+    old = await b.apublish("s", "m", "1", KEEP)
+    await got.wait(1)
+    redis.restart()
+    await until(lambda: b.health()["reconnects"] >= 1 and b.health()["connected"], 30)
+    assert not (await b.history("s", old)).recovered
+    new = await b.apublish("s", "m", "2", KEEP)
+    assert new.epoch != old.epoch
+    await got.wait(2)
+    assert got.messages[-1].position == new
+
+
+async def test_what_was_published_while_cut_off_arrives_after_reconnecting(broker, redis):
+    """The pub/sub connection is killed and cannot come back (maxclients) while two
+    messages are published: they arrive from history once it reconnects, in order."""
+    b, got = broker
+    other = broker_from_url(redis.url)
+    await b.subscribe("d")
+    other.publish("d", "m", "1", KEEP)  # other's pooled connection is now open
+    await got.wait(1)
+    c = redis.client()
+    c.config_set("maxclients", 1)
+    try:
+        c.client_kill_filter(_type="pubsub")
+        await until(lambda: not b.health()["connected"], 20, "the listener to notice")
+        other.publish("d", "m", "2", KEEP)
+        other.publish("d", "m", "3", KEEP)
+        await asyncio.sleep(0.5)
+        assert got.offsets == [1]
+    finally:
+        c.config_set("maxclients", 10000)
+    await got.wait(3)
+    await asyncio.sleep(0.2)
+    assert got.offsets == [1, 2, 3]
+    assert [m.data_json for m in got.messages] == ["1", "2", "3"]
+
+
+# -- subscribing when Redis is away -----------------------------------------------------
+async def test_subscribe_while_redis_is_down_fails_then_works_again(redis):
+    b, got = await started(redis.url + "?socket_timeout=1&socket_connect_timeout=1")
+    try:
+        await until(lambda: b.health()["connected"])
+        redis.kill()
+        with pytest.raises(BrokerError):
+            await b.subscribe("w")
+        assert b.health()["topics"] == 0
+        redis.start()
+        await until(lambda: b.health()["connected"], 30)
+        await b.subscribe("w")
+        await b.apublish("w", "m", "1", KEEP)
+        await got.wait(1)
+    finally:
+        await b.close()
+
+
+# -- presence ------------------------------------------------------------------------------
+async def test_presence_is_refreshed_while_alive_and_expires_after_a_crash(redis):
+    url = redis.url + "?presence_ttl=1"
+    a, _ = await started(url)
+    b, _ = await started(url)
+    try:
+        await a.presence_add("p", "c1", {"name": "ann"})
+        await asyncio.sleep(2.5)  # more than the TTL: a refreshes it
+        assert await b.presence("p") == {"c1": {"name": "ann"}}
+        await a.close()  # as good as a crash: nobody refreshes c1 any more
+        t0 = time.monotonic()
+        while await b.presence("p"):
+            assert time.monotonic() - t0 < 10
+            await asyncio.sleep(0.1)
+        assert time.monotonic() - t0 < 1 + 2  # the TTL, give or take a slow machine
+        assert redis.client().exists("tidings:{p}:members") in (0, 1)
+    finally:
+        await b.close()
