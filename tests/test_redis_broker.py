@@ -310,6 +310,32 @@ async def test_what_was_published_while_cut_off_arrives_after_reconnecting(broke
     assert [m.data_json for m in got.messages] == ["1", "2", "3"]
 
 
+async def test_it_can_be_started_again_and_a_failing_callback_does_not_stop_it(redis, caplog):
+    b, got = await started(redis.url)
+    await b.close()
+    failures = 0
+
+    def deliver(message: Message) -> None:
+        nonlocal failures
+        if message.data_json == "1":
+            failures += 1
+            raise RuntimeError("subscriber bug")
+        got(message)
+
+    await b.start(deliver)
+    try:
+        await b.subscribe("again")
+        await b.apublish("again", "m", "1", KEEP)
+        await b.apublish("again", "m", "2", KEEP)
+        await got.wait(1)
+        assert failures == 1 and got.offsets == [2]
+        assert "delivering Message('again', 'm', " in caplog.text
+        health = b.health()
+        assert health["connected"] and health["topics"] == 1 and health["reconnects"] == 0
+    finally:
+        await b.close()
+
+
 # -- subscribing when Redis is away -----------------------------------------------------
 async def test_subscribe_while_redis_is_down_fails_then_works_again(redis):
     b, got = await started(redis.url + "?socket_timeout=1&socket_connect_timeout=1")

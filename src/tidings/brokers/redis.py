@@ -54,6 +54,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
+from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import EqualJitterBackoff, NoBackoff
@@ -139,6 +140,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 """
 
+PRESENCE_REMOVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+"""
+
 # KEYS: presence, members. Drops expired entries, returns the rest (flat id, info list).
 PRESENCE = """
 local t = redis.call('TIME')
@@ -181,8 +187,12 @@ class Options:
             try:
                 ours[name] = kind(value)
             except ValueError:
-                raise BrokerError(f"Redis URL: {name}={value!r} is not a {kind.__name__}") from None
+                problem = f"{name}={value!r} is not a {kind.__name__}"
+                raise ImproperlyConfigured(f"TIDINGS['BROKER'] = {url!r}: {problem}") from None
         return cls(**ours), urlunsplit(parts._replace(query=urlencode(theirs)))
+
+
+RETRY = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError is a ConnectionError
 
 
 def new_id() -> str:
@@ -215,11 +225,13 @@ class RedisBroker(Broker):
         self._backoff = EqualJitterBackoff(cap=2.0, base=0.05)
         kwargs = self._pool_kwargs()
         self._timeout = float(kwargs["socket_timeout"])
-        self._receipt_ms = _ms(opts.publish_timeout + self._timeout + 2)
+        # A receipt outlives any attempt whose reply a publisher may still read.
+        connect = float(kwargs["socket_connect_timeout"])
+        self._receipt_ms = _ms(opts.publish_timeout + connect + self._timeout + 2)
         self._sync = redis.Redis(
             connection_pool=redis.BlockingConnectionPool.from_url(
                 self._redis_url,
-                retry=Retry(self._backoff, opts.retries),
+                retry=Retry(NoBackoff(), 0),  # retried here, within the deadline
                 timeout=self._timeout,  # to wait for a free connection
                 **kwargs,
             )
@@ -295,11 +307,21 @@ class RedisBroker(Broker):
         formats_json: str | None = None,
     ) -> Position:
         keys, args = self._publish_args(topic, event, data_json, history, formats_json)
-        try:
-            reply = self._publish_sync(keys=keys, args=args)
-        except (redis.RedisError, OSError) as e:
-            raise BrokerError(self._unpublished(topic, e)) from e
-        return self._published(topic, reply)
+        give_up = time.monotonic() + self.options.publish_timeout
+        failures = 0
+        while True:
+            try:
+                reply = self._publish_sync(keys=keys, args=args)
+            except RETRY as e:
+                failures += 1
+                pause = self._backoff.compute(failures)
+                if failures > self.options.retries or time.monotonic() + pause > give_up:
+                    raise BrokerError(self._unpublished(topic, e)) from e
+                time.sleep(pause)
+            except (redis.RedisError, OSError) as e:
+                raise BrokerError(self._unpublished(topic, e)) from e
+            else:
+                return self._published(topic, reply)
 
     async def apublish(
         self,
@@ -310,12 +332,27 @@ class RedisBroker(Broker):
         formats_json: str | None = None,
     ) -> Position:
         keys, args = self._publish_args(topic, event, data_json, history, formats_json)
-        self._aio()
         try:
-            reply = await self._scripts["publish"](keys=keys, args=args)
+            reply = await self._call("publish", keys, args)
         except (redis.RedisError, OSError) as e:
             raise BrokerError(self._unpublished(topic, e)) from e
         return self._published(topic, reply)
+
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one of the scripts; retry a broken connection until ``publish_timeout``
+        (every script may safely run twice), then raise what redis-py raised."""
+        self._aio()
+        give_up = time.monotonic() + self.options.publish_timeout
+        failures = 0
+        while True:
+            try:
+                return await self._scripts[script](keys=keys, args=args)
+            except RETRY:
+                failures += 1
+                pause = self._backoff.compute(failures)
+                if failures > self.options.retries or time.monotonic() + pause > give_up:
+                    raise
+                await asyncio.sleep(pause)
 
     def _unpublished(self, topic: str, error: BaseException) -> str:
         return (
@@ -342,12 +379,12 @@ class RedisBroker(Broker):
 
     # -- history ------------------------------------------------------------------------
     async def history(self, topic: str, since: Position | None) -> HistoryResult:
-        self._aio()
         args = ["", 0] if since is None else [since.epoch, since.offset]
         try:
-            reply = await self._scripts["history"](
-                keys=[self._key(topic, "meta"), self._key(topic, "history")],
-                args=[*args, new_id(), _ms(self.options.meta_ttl)],
+            reply = await self._call(
+                "history",
+                [self._key(topic, "meta"), self._key(topic, "history")],
+                [*args, new_id(), _ms(self.options.meta_ttl)],
             )
         except (redis.RedisError, OSError) as e:
             where = f"Redis at {self._where}"
@@ -379,11 +416,10 @@ class RedisBroker(Broker):
         loop = asyncio.get_running_loop()
         client = self._aio_client
         if client is None or self._loop is not loop:
-            opts = self.options
             client = self._aio_client = aioredis.Redis(
                 connection_pool=aioredis.BlockingConnectionPool.from_url(
                     self._redis_url,
-                    retry=AsyncRetry(self._backoff, opts.retries),
+                    retry=AsyncRetry(NoBackoff(), 0),  # see _call()
                     timeout=self._timeout,
                     **self._pool_kwargs(),
                 )
@@ -396,6 +432,7 @@ class RedisBroker(Broker):
                     ("publish", PUBLISH),
                     ("history", HISTORY),
                     ("presence_add", PRESENCE_ADD),
+                    ("presence_remove", PRESENCE_REMOVE),
                     ("presence", PRESENCE),
                 ]
             }
@@ -439,6 +476,8 @@ class RedisBroker(Broker):
         }
 
     async def subscribe(self, topic: str) -> None:
+        if not self._tasks:
+            raise BrokerError("The Redis broker is not started: call start() first.")
         sub = self._topics.get(topic)
         if sub is None:
             sub = self._topics[topic] = _Topic(asyncio.get_running_loop().create_future())
@@ -469,7 +508,7 @@ class RedisBroker(Broker):
         if pubsub is not None:
             try:
                 await pubsub.unsubscribe(self._channel(topic))
-            except (redis.RedisError, OSError) as e:
+            except Exception as e:  # the connection broke: the listener reconnects
                 logger.debug("unsubscribe %r: %s (the listener reconnects)", topic, e)
 
     async def _send_subscribe(self, pubsub: PubSub, topics: list[str]) -> None:
@@ -478,7 +517,7 @@ class RedisBroker(Broker):
             self._inflight[topic] = self._inflight.get(topic, 0) + 1
         try:
             await pubsub.subscribe(*(self._channel(t) for t in topics))
-        except (redis.RedisError, OSError) as e:
+        except Exception as e:  # the connection broke: the listener reconnects
             logger.debug("subscribe %s: %s (the listener reconnects)", topics[:3], e)
 
     async def _listen_forever(self) -> None:
@@ -543,7 +582,7 @@ class RedisBroker(Broker):
             self._reconnects += 1
             self._changed = time.time()
         self._connected = False
-        if isinstance(error, (redis.RedisError, OSError)):
+        if isinstance(error, (redis.RedisError, OSError, BrokerError)):
             logger.warning(
                 "Redis pub/sub at %s: %s: %s; reconnecting (attempt %d)",
                 self._where, type(error).__name__, error, failures,
@@ -649,8 +688,10 @@ class RedisBroker(Broker):
             self._take(topic, sub, trigger)
 
     # -- presence -----------------------------------------------------------------------
+    def _presence_keys(self, topic: str) -> list[str]:
+        return [self._key(topic, "presence"), self._key(topic, "members")]
+
     async def presence_add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
-        self._aio()
         info_json = json.dumps(info, separators=(",", ":"))
         await self._presence_write(topic, {conn_id: info_json})
         self._present.setdefault(topic, {})[conn_id] = info_json
@@ -660,9 +701,7 @@ class RedisBroker(Broker):
         for conn_id, info_json in entries.items():
             args += [conn_id, info_json]
         try:
-            await self._scripts["presence_add"](
-                keys=[self._key(topic, "presence"), self._key(topic, "members")], args=args
-            )
+            await self._call("presence_add", self._presence_keys(topic), args)
         except (redis.RedisError, OSError) as e:
             raise BrokerError(f"Could not write presence to Redis at {self._where}: {e}") from e
 
@@ -673,24 +712,18 @@ class RedisBroker(Broker):
         del entries[conn_id]
         if not entries:
             del self._present[topic]
-        client = self._aio()
+        self._aio()
         assert self._presence_lock is not None
         async with self._presence_lock:  # not interleaved with a refresh of this entry
             try:
-                async with client.pipeline(transaction=True) as pipe:
-                    pipe.zrem(self._key(topic, "presence"), conn_id)
-                    pipe.hdel(self._key(topic, "members"), conn_id)
-                    await pipe.execute()
+                await self._call("presence_remove", self._presence_keys(topic), [conn_id])
             except (redis.RedisError, OSError) as e:
                 where = f"Redis at {self._where}"
                 raise BrokerError(f"Could not remove presence on {where}: {e}") from e
 
     async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
-        self._aio()
         try:
-            flat = await self._scripts["presence"](
-                keys=[self._key(topic, "presence"), self._key(topic, "members")]
-            )
+            flat = await self._call("presence", self._presence_keys(topic), [])
         except (redis.RedisError, OSError) as e:
             raise BrokerError(f"Could not read presence from Redis at {self._where}: {e}") from e
         return {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
