@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_TTL": 300.0,
     "HISTORY": {},
     "RULES": {},
+    "COALESCE": {},
     "SSE_KEEPALIVE": 15.0,
     "SSE_RETRY_MS": 2000,
     "POLL_TIMEOUT": 25.0,
@@ -66,6 +67,7 @@ class Settings:
     history: HistoryPolicy
     history_overrides: tuple[tuple[Pattern, HistoryPolicy], ...]
     rules: tuple[Rule, ...]
+    coalesce: tuple[tuple[Pattern, str], ...]
     sse_keepalive: float
     sse_retry_ms: int
     poll_timeout: float
@@ -75,6 +77,10 @@ class Settings:
     @property
     def ws_path(self) -> str:
         return self.path + "ws"
+
+    def coalesce_field(self, topic: str) -> str | None:
+        """The data field whose value keys ``topic``'s messages for coalescing, if any."""
+        return next((field for pat, field in self.coalesce if pat.match(topic)), None)
 
     def history_for(self, topic: str) -> HistoryPolicy:
         """``topic``'s history policy: the first matching ``HISTORY`` pattern, or the default."""
@@ -126,6 +132,7 @@ def load() -> Settings:
         history=default_history,
         history_overrides=overrides,
         rules=from_settings(dict(raw["RULES"])),
+        coalesce=tuple((Pattern(p), str(field)) for p, field in dict(raw["COALESCE"]).items()),
         sse_keepalive=float(raw["SSE_KEEPALIVE"]),
         sse_retry_ms=int(raw["SSE_RETRY_MS"]),
         poll_timeout=float(raw["POLL_TIMEOUT"]),

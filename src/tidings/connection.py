@@ -14,7 +14,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import deque
 from typing import Any
 
 from tidings import policy
@@ -23,6 +22,7 @@ from tidings.handlers import Reject
 from tidings.joins import Joins
 from tidings.messages import Message
 from tidings.node import Node
+from tidings.outbox import Outbox
 from tidings.protocol import (
     CLOSE_SLOW_CONSUMER,
     Close,
@@ -61,8 +61,7 @@ class Connection:
             time.monotonic(),
         )
         self._send = send
-        self._queue: deque[str] = deque()
-        self._queue_size = settings.queue_size
+        self._queue: Outbox[str] = Outbox(settings.queue_size)
         self._wakeup: asyncio.Future[None] | None = None
         self._close: Close | None = None
         self._done = False
@@ -76,23 +75,21 @@ class Connection:
         """Queue a message of a subscribed topic (the hub calls this)."""
         if self._joins.busy() and not self._joins.admit(message):
             return
-        self._push(message.ws_frame)
+        self._push(message.ws_frame, message.key)
 
-    def _push(self, frame: str) -> None:
+    def _push(self, frame: str, key: str | None = None) -> None:
         if self._close is not None:
             return
-        queue = self._queue
-        if len(queue) >= self._queue_size:
+        if not self._queue.put(frame, key):
             self._overflow()
             return
-        queue.append(frame)
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
             wakeup.set_result(None)
 
     def _overflow(self) -> None:
-        logger.info("%r: more than %d frames waiting, closing", self, self._queue_size)
+        logger.info("%r: more than %d frames waiting, closing", self, self._queue.limit)
         self.close(CLOSE_SLOW_CONSUMER, "slow consumer", drop=True)
         for topic in list(self.session.topics):
             self.node.unsubscribe_now(topic, self)
@@ -112,8 +109,8 @@ class Connection:
         queue, send = self._queue, self._send
         loop = asyncio.get_running_loop()
         while True:
-            while queue:
-                await send({"type": "websocket.send", "text": queue.popleft()})
+            while (frame := queue.pop()) is not None:
+                await send({"type": "websocket.send", "text": frame})
             if self._close is not None or self._done:
                 break
             self._wakeup = loop.create_future()

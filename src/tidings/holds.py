@@ -127,7 +127,9 @@ async def hold_longpoll(
     async with Listener(node, [topic]) as listener:
         await listener.join({topic: start})
         if await listener.wait(timeout) and not listener.overflowed:
-            return http_response(listener.take(1)[0])
+            first = listener.take_one()
+            if first is not None:
+                return http_response(first)
     return timeout_response if timeout_response is not None else HttpResponseNotModified()
 
 

@@ -16,6 +16,7 @@ from tidings.brokers import HistoryResult
 from tidings.joins import Joins
 from tidings.messages import Message, Position
 from tidings.node import Node
+from tidings.outbox import Outbox
 
 
 class Listener:
@@ -24,8 +25,7 @@ class Listener:
         self.topics = list(dict.fromkeys(topics))
         self.results: dict[str, HistoryResult] = {}
         self.overflowed = False
-        self._queue: list[Message] = []
-        self._limit = node.settings.queue_size
+        self._queue: Outbox[Message] = Outbox(node.settings.queue_size)
         self._joins = Joins()
         self._joined: list[str] = []
         self._wakeup: asyncio.Future[None] | None = None
@@ -65,14 +65,12 @@ class Listener:
     def _add(self, message: Message) -> None:
         if self.overflowed:
             return
-        if len(self._queue) >= self._limit:
+        if not self._queue.put(message, message.key):
             self.overflowed = True
             self._queue.clear()
             for topic in self._joined:
                 self.node.unsubscribe_now(topic, self)
             self._joined.clear()
-        else:
-            self._queue.append(message)
         self._wake()
 
     async def wait(self, timeout: float | None) -> bool:
@@ -88,13 +86,12 @@ class Listener:
             self._wakeup = None
         return True
 
-    def take(self, limit: int | None = None) -> list[Message]:
-        """Everything queued (or the first ``limit`` messages), oldest first."""
-        if limit is None or limit >= len(self._queue):
-            taken, self._queue = self._queue, []
-        else:
-            taken, self._queue = self._queue[:limit], self._queue[limit:]
-        return taken
+    def take(self) -> list[Message]:
+        """Everything queued, oldest first."""
+        return self._queue.pop_all()
+
+    def take_one(self) -> Message | None:
+        return self._queue.pop()
 
     async def close(self) -> None:
         joined, self._joined = self._joined, []

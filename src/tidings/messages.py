@@ -61,6 +61,7 @@ class Message:
         "data_json",
         "event",
         "formats_json",
+        "key",
         "position",
         "timestamp",
         "topic",
@@ -81,6 +82,7 @@ class Message:
         self.position = position
         self.timestamp = time.time() if timestamp is None else timestamp
         self.formats_json = formats_json
+        self.key: str | None = None  # set by the node for coalescing topics (COALESCE)
         self._ws_frame: str | None = None
         self._sse_body: str | None = None
         self._formats: dict[str, Any] | None = None

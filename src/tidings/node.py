@@ -13,7 +13,7 @@ import threading
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.hub import Hub, Subscriber
-from tidings.messages import Position
+from tidings.messages import Message, Position
 
 
 class Node:
@@ -37,8 +37,19 @@ class Node:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             if self._loop is None:
-                await self.broker.start(self.hub.dispatch)
+                await self.broker.start(
+                    self._deliver if self.settings.coalesce else self.hub.dispatch
+                )
                 self._loop = asyncio.get_running_loop()
+
+    def _deliver(self, message: Message) -> None:
+        """Key messages of coalescing topics (once per message), then fan out."""
+        field = self.settings.coalesce_field(message.topic)
+        if field is not None:
+            data = message.data
+            if isinstance(data, dict) and isinstance(data.get(field), str | int):
+                message.key = f"{message.topic}\0{data[field]}"
+        self.hub.dispatch(message)
 
     async def stop(self) -> None:
         if self._loop is not None:
