@@ -83,6 +83,9 @@ class Connection:
         if not self._queue.put(frame, key):
             self._overflow()
             return
+        self._wake()
+
+    def _wake(self) -> None:
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
@@ -100,10 +103,7 @@ class Connection:
             self._close = Close(code, reason)
             if drop:
                 self._queue.clear()
-            wakeup = self._wakeup
-            if wakeup is not None:
-                self._wakeup = None
-                wakeup.set_result(None)
+            self._wake()
 
     async def _write(self) -> None:
         queue, send = self._queue, self._send
@@ -216,8 +216,9 @@ class Connection:
         if request.since is not None:
             fields["recovered"] = result.recovered
         self._reply(request.id, **fields)
-        for message in messages:
-            self._push(message.ws_frame)
+        if messages and self._close is None:
+            self._queue.replay([m.ws_frame for m in messages])
+            self._wake()
 
     async def _unsubscribe(self, request: Unsubscribe) -> None:
         self.session.unsubscribed(request.topic)

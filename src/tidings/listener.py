@@ -43,8 +43,9 @@ class Listener:
             result, messages = await self._joins.join(self.node, topic, self, since.get(topic))
             self._joined.append(topic)
             self.results[topic] = result
-            for message in messages:
-                self._add(message)
+            if messages and not self.overflowed:
+                self._queue.replay(messages)
+                self._wake()
 
     def deliver(self, message: Message) -> None:
         if not self._joins.busy() or self._joins.admit(message):

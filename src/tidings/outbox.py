@@ -26,21 +26,29 @@ class _Slot(Generic[T]):
 
 
 class Outbox(Generic[T]):
-    __slots__ = ("_items", "_keyed", "limit", "size")
+    __slots__ = ("_allowance", "_items", "_keyed", "limit", "size")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.size = 0  # live items (superseded ones are not counted)
+        self._allowance = 0  # replayed items still queued: they do not count against limit
         self._items: deque[T | _Slot[T]] = deque()
         self._keyed: dict[Hashable, _Slot[T]] = {}
 
     def __bool__(self) -> bool:
         return self.size > 0
 
+    def replay(self, items: list[T]) -> None:
+        """Queue a replay from history, whatever its length: it is bounded by the history
+        kept, and ``limit`` keeps applying to what arrives live on top of it."""
+        self._items.extend(items)
+        self.size += len(items)
+        self._allowance += len(items)
+
     def put(self, item: T, key: Hashable | None = None) -> bool:
         """Queue ``item``; ``False`` (and nothing queued) when the queue is full."""
         if key is None:
-            if self.size >= self.limit:
+            if self.size >= self.limit + self._allowance:
                 return False
             self._items.append(item)
             self.size += 1
@@ -49,7 +57,7 @@ class Outbox(Generic[T]):
         if old is not None and old.item is not None:
             old.item = None  # superseded: the newer state replaces it
             self.size -= 1
-        elif self.size >= self.limit:
+        elif self.size >= self.limit + self._allowance:
             return False
         slot = self._keyed[key] = _Slot(item, key)
         self._items.append(slot)
@@ -71,6 +79,8 @@ class Outbox(Generic[T]):
                 self.size -= 1
                 return value
             self.size -= 1
+            if self._allowance:
+                self._allowance -= 1
             return item
         return None
 
@@ -83,4 +93,4 @@ class Outbox(Generic[T]):
     def clear(self) -> None:
         self._items.clear()
         self._keyed.clear()
-        self.size = 0
+        self.size = self._allowance = 0
