@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.http_helpers import next_event, sse_events
-from tidings.testing import Client
+from tidings.testing import Client, RequestFailed
 
 TOTAL = 10_000
 BIG_HISTORY = {"HISTORY": {"test.*": {"size": 20_000, "ttl": 600}}}
@@ -209,3 +209,31 @@ async def test_a_slow_consumer_is_cut_then_resumes_without_loss(make_server):
             while len(got) < 200:
                 got.append((await again.next_message())["position"])
         assert_exactly_once_in_order(got, 200)
+
+
+async def test_authorization_is_checked_again_on_resume(server):
+    from tests.test_websocket import login
+
+    cookies = await asyncio.to_thread(login, server, "erin", "pw-erin-1")
+    async with Client(server.ws_url, origin=server.url, cookies=cookies) as erin:
+        await erin.subscribe("members.resume")
+        first = (await erin.publish("members.resume", "before"))["position"]
+        await erin.next_message()
+        await erin.publish("members.resume", "secret")
+    # erin's session ends (as on logout); her client comes back with the same cookie and since
+    from django.contrib.sessions.models import Session
+
+    await Session.objects.filter(session_key=cookies["sessionid"]).adelete()
+    async with Client(server.ws_url, origin=server.url, cookies=cookies) as gone:
+        with pytest.raises(RequestFailed) as e:
+            await gone.subscribe("members.resume", since=first)
+        assert e.value.code == "forbidden"
+        with pytest.raises(asyncio.TimeoutError):
+            await gone.next_message(timeout=0.3)  # nothing from history
+    async with httpx.AsyncClient(base_url=server.url, cookies=cookies) as http:
+        r = await http.get(
+            "/realtime/poll", params={"topic": "members.resume", "since": first, "timeout": 0}
+        )
+        assert r.status_code == 403 and "secret" not in r.text
+        r = await http.get("/realtime/sse", params={"topic": "members.resume", "since": first})
+        assert r.status_code == 403 and "secret" not in r.text

@@ -89,7 +89,8 @@ class Connection:
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
-            wakeup.set_result(None)
+            if not wakeup.done():
+                wakeup.set_result(None)
 
     def _overflow(self) -> None:
         logger.info("%r: more than %d frames waiting, closing", self, self._queue.limit)
@@ -156,10 +157,7 @@ class Connection:
                     break
         finally:
             self._done = self._done or self._close is None
-            wakeup = self._wakeup
-            if wakeup is not None and not wakeup.done():
-                self._wakeup = None
-                wakeup.set_result(None)
+            self._wake()
 
     async def _cleanup(self) -> None:
         for topic in list(self.session.topics):
