@@ -1,0 +1,38 @@
+"""Django settings for the tidings target: a small project with tidings installed.
+
+Served as the README says (``uvicorn --factory tidings.asgi:get_asgi_application``).
+Two settings differ from the defaults, so that the bench measures fan-out rather than
+the guards: ``RATE_LIMIT`` is raised (the publisher sends bursts of thousands of frames
+on one socket) and ``QUEUE_SIZE`` too (a whole burst may be queued for a subscriber
+before its socket drains). History keeps its defaults: appending to it is part of
+every publish. ``BENCH_TIDINGS_BROKER`` picks the broker (``memory://`` by default).
+"""
+
+import os
+
+SECRET_KEY = "bench-only-not-secret-" + "x" * 40
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "tidings",
+]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+ROOT_URLCONF = "bench.servers.tidings_settings"
+urlpatterns: list[object] = []
+USE_TZ = True
+
+TIDINGS = {
+    "BROKER": os.environ.get("BENCH_TIDINGS_BROKER", "memory://"),
+    "RATE_LIMIT": {"rate": 1e9, "burst": 10**9},
+    "QUEUE_SIZE": 100_000,
+    "RULES": {"bench.*": {"subscribe": True, "publish": True}},
+}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"tidings": {"handlers": ["console"], "level": "WARNING"}},
+}
