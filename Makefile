@@ -19,9 +19,11 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# make demo [PORT=8123] [BROKER=redis://127.0.0.1:6379/0 WORKERS=2]
 demo: $(STAMP)
 	$(BIN)/python demo/manage.py migrate --noinput
-	$(BIN)/python -m uvicorn demo.asgi:application --host $(HOST) --port $(PORT) --app-dir . $(if $(WORKERS),--workers $(WORKERS),)
+	$(if $(BROKER),TIDINGS_BROKER=$(BROKER),) WEB_CONCURRENCY=$(or $(WORKERS),1) \
+	$(BIN)/python -m uvicorn demo.asgi:application --host $(HOST) --port $(PORT) --app-dir .
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,9 +1,9 @@
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 
 from demo.rooms.labels import haiku_label
-from demo.rooms.models import Room
+from demo.rooms.models import Message, Room
 
 
 def about(request: HttpRequest) -> HttpResponse:
@@ -21,9 +21,19 @@ def new_room(request: HttpRequest) -> HttpResponse:
         return redirect("rooms:room", label=room.label)
 
 
+def _last_50(room: Room) -> list[Message]:
+    last = list(room.messages.order_by("-timestamp", "-id")[:50])
+    last.reverse()
+    return last
+
+
 def room(request: HttpRequest, label: str) -> HttpResponse:
     """A room's page; an unknown label creates the room (etherpad style)."""
     room, _ = Room.objects.get_or_create(label=label)
-    last = list(room.messages.order_by("-timestamp", "-id")[:50])
-    last.reverse()
-    return render(request, "rooms/room.html", {"room": room, "messages": last})
+    return render(request, "rooms/room.html", {"room": room, "messages": _last_50(room)})
+
+
+def last_messages(request: HttpRequest, label: str) -> JsonResponse:
+    """The last 50 messages, oldest first: what the page reloads after a gap."""
+    room = get_object_or_404(Room, label=label)
+    return JsonResponse({"messages": [m.as_dict() for m in _last_50(room)]})

@@ -23,6 +23,7 @@ from typing import Any
 
 import django
 from django.conf import settings
+from django.core import checks
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 
@@ -96,6 +97,10 @@ class Router:
         while True:
             event = await receive()
             if event["type"] == "lifespan.startup":
+                for problem in checks.run_checks(tags=["tidings"]):
+                    logger.log(
+                        logging.ERROR if problem.is_serious() else logging.WARNING, "%s", problem
+                    )
                 try:
                     await get_node().start()
                 except Exception as e:
