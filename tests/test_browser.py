@@ -80,3 +80,57 @@ def test_headline_page_updates_live_from_the_edit_page(browser, server, page_err
     expect(show.locator("#etag")).to_have_text(etag)  # the stream's event id is the API's ETag
     show.screenshot(path="/tmp/tidings-headline.png")
     assert page_errors == []
+
+
+def test_no_message_is_lost_while_the_network_is_down(browser, server, page_errors):
+    from tests.netproxy import proxy
+
+    label = "offline-room-1"
+    with proxy(server.host, server.port) as net:
+        a = browser.new_context().new_page()
+        a.on("pageerror", lambda e: page_errors.append(str(e)))
+        a.goto(f"{net.url}/rooms/{label}/")  # a reaches the server through the flaky network
+        expect(a.locator("body")).to_have_attribute("data-subscribed", "1", timeout=10_000)
+        b = open_room(browser, server, label, page_errors)
+        say(b, "bob", "before")
+        expect(a.locator("#chat li .text")).to_have_text(["before"])
+        net.offline()
+        expect(a.locator("#status")).to_have_text("reconnecting…")
+        for i in range(3):
+            say(b, "bob", f"while you were away {i}")
+            expect(b.locator("#chat li")).to_have_count(2 + i)
+        a.wait_for_timeout(2000)  # a few seconds without a network
+        expect(a.locator("#chat li")).to_have_count(1)  # nothing could reach it
+        net.online()
+        expected = ["before"] + [f"while you were away {i}" for i in range(3)]
+        expect(a.locator("#chat li .text")).to_have_text(expected, timeout=20_000)
+        say(b, "bob", "after")
+        expect(a.locator("#chat li .text")).to_have_text([*expected, "after"])
+        assert a.evaluate("document.body.dataset.reloaded") is None  # resumed, no reload needed
+    assert page_errors == []
+
+
+def test_a_gap_reloads_the_last_50_messages(browser, make_server, page_errors):
+    from tests.netproxy import proxy
+
+    label = "gap-room-1"
+    with (
+        make_server({"HISTORY": {"rooms.*": {"size": 2, "ttl": 600}}}) as srv,
+        proxy(srv.host, srv.port) as net,
+    ):
+        a = browser.new_context().new_page()
+        a.on("pageerror", lambda e: page_errors.append(str(e)))
+        a.goto(f"{net.url}/rooms/{label}/")
+        expect(a.locator("body")).to_have_attribute("data-subscribed", "1", timeout=10_000)
+        b = open_room(browser, srv, label, page_errors)
+        net.offline()
+        expect(a.locator("#status")).to_have_text("reconnecting…")
+        for i in range(5):  # more than the 2 messages of history
+            say(b, "bob", f"missed {i}")
+            expect(b.locator("#chat li")).to_have_count(i + 1)
+        net.online()
+        expect(a.locator("#chat li .text")).to_have_text(
+            [f"missed {i}" for i in range(5)], timeout=20_000
+        )
+        assert a.evaluate("document.body.dataset.reloaded") == "1"
+    assert page_errors == []
