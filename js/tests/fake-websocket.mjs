@@ -111,11 +111,13 @@ export async function stateOf(promise) {
 /**
  * A client on a fresh fake socket class, closed when test `t` ends. Backoff delays are
  * 1 ms without jitter and replies time out after 200 ms, unless `options` say otherwise.
+ * It uses the WebSocket transport only: falling back is tested in fallback.test.mjs.
  */
 export function setup(t, options = {}) {
   const WS = fakeWebSocket();
   const client = connect("ws://test/realtime/ws", {
     WebSocket: WS,
+    transports: ["websocket"],
     backoff: { initial: 1, max: 1, jitter: 0 },
     timeout: 200,
     ...options,

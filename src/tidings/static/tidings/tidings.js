@@ -2,7 +2,7 @@
  * tidings.js: the browser client of tidings (wire protocol: docs/protocol.md).
  *
  * An ES module with no dependencies and no build step. It also runs in Node 22+,
- * which has a global WebSocket.
+ * which has a global WebSocket and fetch.
  *
  *   import { connect } from "/static/tidings/tidings.js";
  *   const client = connect();                      // ws(s)://<this host>/realtime/ws
@@ -13,21 +13,32 @@
  * What the client does for you:
  * - matches replies to requests by `id` and turns `ok: false` into a rejected
  *   promise carrying a TidingsError;
- * - queues publishes and pings made while the socket is not open (each one waits at
- *   most `timeout` ms, counted from the call, for its reply);
+ * - queues publishes and pings made while not connected (each one waits at most
+ *   `timeout` ms, counted from the call, for its reply);
  * - reconnects with exponential backoff and jitter after any close but 1000 and 1009,
  *   and resubscribes every topic with `since` = the last position it saw, so the
  *   server replays what was missed;
  * - drops messages whose position it has already seen for that topic, so a replay
- *   that overlaps what was delivered live reaches your callback only once.
+ *   that overlaps what was delivered live reaches your callback only once;
+ * - falls back from WebSocket to Server-Sent Events to long-polling when a transport
+ *   cannot connect (see `transports`), with the same API and no message lost or
+ *   delivered twice: the next transport resumes every topic from its last position.
+ *   Over SSE and long-poll, publishes go over `POST <baseUrl>publish`.
  */
 
 /** Reconnect delays in ms: min(max, initial * factor ** n) * (1 - jitter * random). */
 const DEFAULT_BACKOFF = Object.freeze({ initial: 500, max: 15000, factor: 2, jitter: 0.5 });
 const DEFAULT_TIMEOUT = 10000;
-const DEFAULT_PATH = "/realtime/ws";
+const DEFAULT_BASE = "/realtime/";
+/** Seconds the server may hold a long poll. */
+const DEFAULT_POLL_TIMEOUT = 25;
+const TRANSPORTS = Object.freeze(["websocket", "sse", "longpoll"]);
 /** Close codes after which reconnecting cannot help: 1000 "nothing", 1009 "fix the sender". */
 const NO_RECONNECT = new Set([1000, 1009]);
+/** HTTP error codes that refuse the request's topics, rather than say the server is unwell. */
+const REFUSALS = new Set(["forbidden", "invalid_topic", "bad_request"]);
+/** Handlers of a frame whose reply nobody waits for. */
+const IGNORE = Object.freeze({ onReply() {}, onLost() {} });
 
 /**
  * The error every promise of this module rejects with.
@@ -55,6 +66,16 @@ function errorFromReply(reply) {
 function report(error) {
   if (typeof globalThis.reportError === "function") globalThis.reportError(error);
   else setTimeout(() => { throw error; });
+}
+
+/** The message of anything thrown. */
+function describe(error) {
+  return String(error?.message ?? error);
+}
+
+/** JSON.parse, or undefined. */
+function parseJson(text) {
+  try { return JSON.parse(text); } catch { return undefined; }
 }
 
 /** A minimal event emitter: on/off, and listeners that throw don't stop the others. */
@@ -172,58 +193,83 @@ export class Subscription extends Emitter {
 /**
  * A connection to the tidings server that reconnects by itself. Make one with connect().
  *
- * Events: "open" (each time a socket opens, after the topics were resubscribed),
- * "close" ({code, reason}, each time a socket closes), "reconnecting" ({attempt,
- * delay}: attempt counts from 1 since the last successful round trip), "error" (a
- * TidingsError: a server error that answers no request, an unparsable frame, a
- * transport error).
+ * Events: "open" (each time a connection opens, after the topics were resubscribed),
+ * "close" ({code, reason}, each time a connection closes; 1006 when an HTTP stream or
+ * poll failed), "reconnecting" ({attempt, delay}: attempt counts from 1 since the last
+ * successful round trip), "transport" (the name of the transport now used, when it
+ * changes), "error" (a TidingsError: a server error that answers no request, an
+ * unparsable frame, a transport error).
+ *
+ * Transports are tried in the order of `options.transports`: when one fails before it
+ * ever connected (no WebSocket here, the upgrade is refused or blocked, an SSE stream
+ * that cannot be read...), the next one is tried at once; after the last, the first
+ * again, after a backoff delay. Once a transport has connected, the client keeps it and
+ * reconnects it with backoff.
  */
 export class Client extends Emitter {
   /** @param {string|URL} [url] @param {ConnectOptions} [options] */
   constructor(url, options = {}) {
     super();
-    this.url = resolveUrl(url);
-    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
-    if (typeof this._WebSocket !== "function") {
-      throw new TypeError("tidings: no WebSocket here; pass options.WebSocket");
-    }
+    const urls = resolveUrls(url, options.baseUrl);
+    /** @type {string} The WebSocket url. */
+    this.url = urls.url;
+    /** @type {string} Where the HTTP endpoints are: `${baseUrl}sse`, `poll`, `publish`. */
+    this.baseUrl = urls.baseUrl;
+    this._WebSocket = option(options, "WebSocket");
+    this._EventSource = option(options, "EventSource");
+    this._fetch = option(options, "fetch");
+    this._cookie = options.cookie ?? (() => globalThis.document?.cookie ?? "");
+    this._kinds = this._usableTransports(options.transports ?? TRANSPORTS);
     this._backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this._timeout = options.timeout ?? DEFAULT_TIMEOUT;
+    this._pollTimeout = options.pollTimeout ?? DEFAULT_POLL_TIMEOUT;
     this._state = "closed";
-    this._ws = null;             // the current socket, null between sockets
+    this._transport = null;      // the current transport object, null between connections
+    this._transportName = null;  // the name of the last transport started
+    this._kind = 0;              // the index in _kinds of the transport to use
+    this._proven = new Set();    // names of the transports that connected once
     this._timer = null;          // the pending reconnect
     this._attempt = 0;           // reconnects since the last successful round trip
     this._closed = false;        // close() was called: for good
     this._lastId = 0;
-    this._pending = new Map();   // id -> {onReply(reply), onLost(error)} for sent frames
-    this._outbox = [];           // requests waiting for an open socket
-    this._topics = new Map();    // topic -> {topic, subs: Set, position, recovered, reply}
+    this._outbox = [];           // requests waiting for an open connection
+    this._posting = Promise.resolve();  // the publishes over HTTP, one after the other
+    this._inflight = new Set();  // requests sent, waiting for their reply
+    this._topics = new Map();    // topic -> {topic, subs: Set, position, recovered, reply, events}
     if (options.autoconnect ?? true) this.open();
   }
 
   /** @type {"connecting"|"open"|"closed"} "connecting" also covers waiting to reconnect. */
   get state() { return this._state; }
 
+  /** @type {"websocket"|"sse"|"longpoll"|null} The transport in use (or being tried). */
+  get transport() { return this._transportName; }
+
   /**
    * Connect now: the first time with `autoconnect: false`, or to skip the wait before
-   * a reconnect, or after the server closed with 1000/1009. Does nothing if a socket
-   * is already connecting or open. Throws after close().
+   * a reconnect, or after the server closed with 1000/1009. Does nothing if a
+   * connection is already connecting or open. Throws after close().
    */
   open() {
     if (this._closed) throw new TidingsError("closed", "this client was closed; connect() a new one");
-    if (this._ws) return;
+    if (this._transport) return;
     clearTimeout(this._timer);
     this._timer = null;
     this._state = "connecting";
-    const ws = new this._WebSocket(this.url);
-    this._ws = ws;
-    // Events of a socket we have given up on are ignored.
-    ws.onopen = () => { if (ws === this._ws) this._onOpen(); };
-    ws.onmessage = (event) => { if (ws === this._ws) this._onFrame(event.data); };
-    ws.onclose = (event) => { if (ws === this._ws) this._onClose(event); };
-    ws.onerror = () => {
-      if (ws === this._ws) this._emit("error", new TidingsError("transport", "WebSocket error"));
-    };
+    const name = this._kinds[this._kind];
+    if (name !== this._transportName) {
+      this._transportName = name;
+      this._emit("transport", name);
+      if (this._closed || this._transport) return;   // a listener closed, or opened
+    }
+    const transport = new (this._transportClass(name))(this);
+    this._transport = transport;
+    try {
+      transport.open();
+    } catch (error) {                              // e.g. the WebSocket constructor threw
+      this._emit("error", error instanceof TidingsError ? error : new TidingsError("transport", describe(error)));
+      this._transportClosed(transport, { code: 1006, reason: describe(error) });
+    }
   }
 
   /** Close for good: no reconnect; pending requests and `ready`s reject with "closed". */
@@ -234,42 +280,47 @@ export class Client extends Emitter {
     clearTimeout(this._timer);
     this._timer = null;
     const error = new TidingsError("closed", "the client was closed");
-    this._dropPending(error);
-    this._failOutbox(error);
+    for (const request of [...this._inflight, ...this._outbox]) request.settle(error);
     for (const entry of this._topics.values()) for (const sub of entry.subs) sub._end(error);
     this._topics.clear();
-    // The socket's close event still fires "close"; the handlers ignore its frames.
-    this._ws?.close(1000);
+    // The transport still reports its close, which fires "close".
+    this._transport?.close();
   }
 
   /**
    * Receive the messages published to `topic`: `callback({op: "message", topic,
    * position, event, data})`. `since` resumes after a position you stored, if the
    * server still has it (see `recovered`); it is ignored if this client already
-   * subscribes to `topic`.
+   * subscribes to `topic`. `events` lists the event names you publish on this topic
+   * besides "message": only the EventSource transport (used where fetch cannot
+   * stream) needs them, as it can receive only the event names it listens to.
    * @param {string} topic @param {(message: object) => void} callback
-   * @param {{since?: string}} [options] @returns {Subscription}
+   * @param {{since?: string, events?: string[]}} [options] @returns {Subscription}
    */
-  subscribe(topic, callback, { since } = {}) {
+  subscribe(topic, callback, { since, events = [] } = {}) {
     if (this._closed) throw new TidingsError("closed", "this client was closed");
     if (typeof callback !== "function") throw new TypeError("tidings: subscribe() needs a callback");
     let entry = this._topics.get(topic);
     const first = !entry;
     if (first) {
-      entry = { topic, subs: new Set(), position: since ?? null, recovered: undefined, reply: null };
+      entry = { topic, subs: new Set(), position: since ?? null, recovered: undefined, reply: null, events: new Set() };
       this._topics.set(topic, entry);
     }
+    const newEvents = events.filter((name) => !entry.events.has(name));
+    for (const name of newEvents) entry.events.add(name);
     const sub = new Subscription(this, entry, callback);
     entry.subs.add(sub);
     if (entry.reply) sub._settle(null, entry.reply);         // already subscribed
-    else if (first && this._state === "open") this._sendSubscribe(entry);
-    // Otherwise the reply is on its way, or _onOpen() will subscribe.
+    if (first) this._transport?.add(entry);
+    else if (newEvents.length) this._transport?.refresh();
+    // Otherwise the reply is on its way, or the transport subscribes once it opens.
     return sub;
   }
 
   /**
    * Publish `data` (any JSON) to `topic`. Resolves with the reply `{id, ok, topic,
-   * position}` (position is null if the topic's handler broadcast nothing).
+   * position}` (position is null if the topic's handler broadcast nothing; there is no
+   * `id` when it went over HTTP).
    * @param {string} topic @param {*} data @param {{event?: string}} [options]
    * @returns {Promise<object>}
    */
@@ -279,7 +330,10 @@ export class Client extends Emitter {
     return this._request(frame);
   }
 
-  /** Round trip to the server. @returns {Promise<object>} the reply `{id, ok}`. */
+  /**
+   * Round trip to the server. @returns {Promise<object>} the reply `{id, ok}`. Over SSE
+   * and long-poll, which have no ping, it resolves `{ok: true}` once connected.
+   */
   ping() {
     return this._request({ op: "ping" });
   }
@@ -290,23 +344,22 @@ export class Client extends Emitter {
   _request(frame) {
     if (this._closed) return Promise.reject(new TidingsError("closed", "the client was closed"));
     return new Promise((resolve, reject) => {
-      const request = { frame, id: null };
-      let done = false;
-      const settle = (error, reply) => {
-        if (done) return;
-        done = true;
+      // The transport that sends it sets `cancel` (forget the reply, abort the fetch).
+      const request = { frame, cancel: null, done: false };
+      request.settle = (error, reply) => {
+        if (request.done) return;
+        request.done = true;
         clearTimeout(timer);
         const queued = this._outbox.indexOf(request);
         if (queued >= 0) this._outbox.splice(queued, 1);
-        if (request.id !== null) this._pending.delete(request.id);
+        this._inflight.delete(request);
+        request.cancel?.();
         if (error) reject(error);
         else resolve(reply);
       };
-      request.onReply = (reply) => (reply.ok ? settle(null, reply) : settle(errorFromReply(reply)));
-      request.onLost = (error) => settle(error);
       // (setTimeout would turn Infinity into 1 ms.)
       const timer = Number.isFinite(this._timeout) ? setTimeout(
-        () => settle(new TidingsError("timeout", `no reply within ${this._timeout} ms`)),
+        () => request.settle(new TidingsError("timeout", `no reply within ${this._timeout} ms`)),
         this._timeout,
       ) : null;
       this._outbox.push(request);
@@ -314,42 +367,23 @@ export class Client extends Emitter {
     });
   }
 
-  /** Send the queued requests if the socket is open. */
+  /** Send the queued requests if connected. */
   _flush() {
-    while (this._state === "open" && this._outbox.length) {
+    while (this._state === "open" && this._transport && this._outbox.length) {
       const request = this._outbox.shift();
-      request.id = this._send(request.frame, request);
+      this._inflight.add(request);
+      this._transport.request(request);
     }
   }
 
-  /** Send one frame with a fresh id; `handlers.onReply` gets its reply. */
-  _send(frame, handlers) {
-    const id = ++this._lastId;
-    this._pending.set(id, handlers);
-    this._ws.send(JSON.stringify({ id, ...frame }));
-    return id;
-  }
-
-  _dropPending(error) {
-    const pending = [...this._pending.values()];
-    this._pending.clear();
-    for (const handlers of pending) handlers.onLost(error);
-  }
-
   _failOutbox(error) {
-    for (const request of [...this._outbox]) request.onLost(error);
+    for (const request of [...this._outbox]) request.settle(error);
     this._outbox = [];
   }
 
-  // --- subscriptions ----------------------------------------------------------
+  // --- subscriptions (called by the transports too) -----------------------------
 
-  _sendSubscribe(entry) {
-    const frame = { op: "subscribe", topic: entry.topic };
-    if (entry.position != null) frame.since = entry.position;
-    // A lost subscribe is not an error: the next socket subscribes again.
-    this._send(frame, { onReply: (reply) => this._onSubscribeReply(entry, reply), onLost() {} });
-  }
-
+  /** The server's answer to subscribing `entry`: `{ok: true, topic, position, recovered?}` or an error. */
   _onSubscribeReply(entry, reply) {
     if (this._topics.get(entry.topic) !== entry) return;   // unsubscribed meanwhile
     if (!reply.ok) {
@@ -370,10 +404,12 @@ export class Client extends Emitter {
     const entry = sub._entry;
     if (this._topics.get(sub.topic) !== entry || !entry.subs.delete(sub) || entry.subs.size) return;
     this._topics.delete(sub.topic);
-    if (this._state === "open") this._send({ op: "unsubscribe", topic: sub.topic }, { onReply() {}, onLost() {} });
+    this._transport?.remove(sub.topic);
   }
 
+  /** A message `{op: "message", topic, position, event, data}`, from any transport. */
   _onMessage(message) {
+    if (this._closed || message === null || typeof message !== "object") return;
     const entry = this._topics.get(message.topic);
     if (!entry) return;
     if (typeof message.position === "string") {
@@ -383,47 +419,74 @@ export class Client extends Emitter {
     for (const sub of [...entry.subs]) if (sub.active) sub._deliver(message);
   }
 
-  // --- the socket -------------------------------------------------------------
+  // --- transports ---------------------------------------------------------------
 
-  _onOpen() {
+  /** The names in `wanted` that can run here (their constructor or fetch exists). */
+  _usableTransports(wanted) {
+    for (const name of wanted) {
+      if (!TRANSPORTS.includes(name)) throw new TypeError(`tidings: unknown transport '${name}'`);
+    }
+    const usable = [...new Set(wanted)].filter((name) => (
+      name === "websocket" ? typeof this._WebSocket === "function"
+        : !this.baseUrl ? false
+          : name === "sse" ? this._streamingFetch() || typeof this._EventSource === "function"
+            : typeof this._fetch === "function"
+    ));
+    if (!usable.length) {
+      throw new TypeError(`tidings: none of the transports ${wanted.join(", ")} can run here; `
+        + "pass options.WebSocket, options.EventSource or options.fetch");
+    }
+    return usable;
+  }
+
+  _streamingFetch() {
+    return typeof this._fetch === "function" && typeof globalThis.TextDecoder === "function";
+  }
+
+  _transportClass(name) {
+    if (name === "websocket") return WebSocketTransport;
+    if (name === "longpoll") return LongPollTransport;
+    return this._streamingFetch() ? SseTransport : EventSourceTransport;
+  }
+
+  /** The transport connected: send what waits. */
+  _transportOpened(transport) {
+    if (transport !== this._transport || this._closed) return;
     this._state = "open";
-    for (const entry of this._topics.values()) this._sendSubscribe(entry);
-    // After a reconnect, some round trip must succeed to reset the backoff.
-    if (this._attempt > 0 && this._topics.size === 0) this._send({ op: "ping" }, { onReply() {}, onLost() {} });
     this._flush();
     this._emit("open");
   }
 
-  _onFrame(data) {
-    if (this._closed) return;
-    let frame;
-    try { frame = JSON.parse(data); } catch { frame = null; }
-    if (frame === null || typeof frame !== "object" || Array.isArray(frame)) {
-      this._emit("error", new TidingsError("bad_frame", "the server sent a frame that is not a JSON object"));
-      return;
-    }
-    if (frame.op === "message") return this._onMessage(frame);
-    if (!("id" in frame)) return;                // an unknown kind of frame: ignore
-    if (frame.id === null) {                     // an error that answers no request
-      if (frame.ok === false) this._emit("error", errorFromReply(frame));
-      return;
-    }
-    const handlers = this._pending.get(frame.id);
-    if (!handlers) return;                       // e.g. the reply to a timed-out request
-    this._pending.delete(frame.id);
-    if (frame.ok) this._attempt = 0;             // the server answers: stop backing off
-    handlers.onReply(frame);
+  /** The server answered over this transport: it works here, no more falling back. */
+  _markProven(transport) {
+    this._proven.add(transport.name);
   }
 
-  _onClose({ code, reason }) {
-    this._ws = null;
+  /** A round trip succeeded: the next reconnect waits the shortest delay. */
+  _resetBackoff() {
+    this._attempt = 0;
+  }
+
+  /** The transport is over (it closed, failed, or never connected): reconnect or fall back. */
+  _transportClosed(transport, { code, reason }) {
+    if (transport !== this._transport) return;
+    this._transport = null;
     const reconnect = !this._closed && !NO_RECONNECT.has(code);
     if (!this._closed) this._state = reconnect ? "connecting" : "closed";
-    const error = new TidingsError("disconnected", `the connection closed (${code}) before the reply`);
-    this._dropPending(error);
-    if (!reconnect) this._failOutbox(error);    // nothing will send them
+    if (!reconnect) {                            // nothing will send them
+      this._failOutbox(new TidingsError("disconnected", `the connection closed (${code}) before the reply`));
+    }
     this._emit("close", { code, reason });
-    if (reconnect && !this._closed && !this._ws) this._scheduleReconnect();
+    if (!reconnect || this._closed || this._transport || this._timer) return;
+    if (this._proven.has(transport.name)) {
+      this._scheduleReconnect();
+    } else if (this._kind + 1 < this._kinds.length) {
+      this._kind += 1;                           // fall back to the next transport, now
+      this.open();
+    } else {
+      this._kind = 0;                            // none worked: start over, after a while
+      this._scheduleReconnect();
+    }
   }
 
   _scheduleReconnect() {
@@ -432,39 +495,644 @@ export class Client extends Emitter {
     this._attempt += 1;
     this._timer = setTimeout(() => {
       this._timer = null;
-      try {
-        this.open();
-      } catch (error) {                          // e.g. the constructor threw
-        this._ws = null;
-        this._emit("error", error);
-        if (!this._closed) this._scheduleReconnect();
-      }
+      if (!this._closed) this.open();
     }, delay);
     this._emit("reconnecting", { attempt: this._attempt, delay });
   }
+
+  // --- HTTP ---------------------------------------------------------------------
+
+  /** `${baseUrl}${path}?topic=..&topic=..[&since=<cursor>][&timeout=..]`. */
+  _httpUrl(path, topics, cursor, timeout) {
+    const params = new URLSearchParams();
+    for (const topic of topics) params.append("topic", topic);
+    if (cursor.some((part) => part)) params.set("since", cursor.join(","));
+    if (timeout !== undefined) params.set("timeout", String(timeout));
+    return `${this.baseUrl}${path}?${params}`;
+  }
+
+  /** fetch() with the client's cookies, never from the cache. */
+  _get(url, accept, signal) {
+    return this._fetch(url, { headers: { Accept: accept }, credentials: "same-origin", cache: "no-store", signal });
+  }
 }
 
-/** Default to ws(s)://<location.host>/realtime/ws; resolve relative urls in a browser. */
-function resolveUrl(url) {
-  const location = globalThis.location;
-  if (url == null || url === "") {
-    if (!location) throw new TypeError("tidings: connect() needs a url where there is no `location`");
-    url = DEFAULT_PATH;
+// --- transports ----------------------------------------------------------------
+//
+// The Client knows the topics, their positions, the requests, and when to reconnect;
+// a transport knows how to talk to the server. One transport object serves one
+// connection (like one WebSocket): once it reports closed, the Client makes a new one.
+//
+//   new Transport(client)
+//   open()            start connecting
+//   add(entry)        a topic was subscribed (entry: {topic, position, events, ...})
+//   remove(topic)     a topic's last Subscription went
+//   refresh()         a Subscription declared new event names
+//   request(request)  send a publish or ping ({frame, settle(error, reply), cancel}); only
+//                     called once open
+//   close()           the client closes for good; the transport still reports closed
+//
+// A transport calls back client._transportOpened(this) once connected,
+// client._transportClosed(this, {code, reason}) once when it is over,
+// client._onSubscribeReply(entry, reply), client._onMessage(message), and
+// client._markProven(this) / client._resetBackoff() when the server answers.
+
+/** The WebSocket transport: the protocol of docs/protocol.md, on one socket. */
+class WebSocketTransport {
+  constructor(client) {
+    this.name = "websocket";
+    this._client = client;
+    this._ws = null;
+    this._open = false;
+    this._over = false;          // reported closed: the socket's events are ignored
+    this._pending = new Map();   // id -> {onReply(reply), onLost(error)} for sent frames
   }
-  url = String(url);
-  if (!location || /^wss?:/i.test(url)) return url;
-  const resolved = new URL(url, location.href);
-  resolved.protocol = resolved.protocol === "https:" ? "wss:" : "ws:";
+
+  open() {
+    const ws = new this._client._WebSocket(this._client.url);
+    this._ws = ws;
+    ws.onopen = () => this._onOpen();
+    ws.onmessage = (event) => this._onFrame(event.data);
+    ws.onclose = (event) => this._onClose(event);
+    ws.onerror = () => {
+      if (!this._over) this._client._emit("error", new TidingsError("transport", "WebSocket error"));
+    };
+  }
+
+  close() {
+    // The socket's close event reports the close; its frames are ignored meanwhile.
+    this._ws?.close(1000);
+  }
+
+  add(entry) {
+    if (this._open) this._subscribe(entry);
+  }
+
+  remove(topic) {
+    if (this._open) this._send({ op: "unsubscribe", topic }, IGNORE);
+  }
+
+  refresh() {}
+
+  request(request) {
+    const id = this._send(request.frame, {
+      onReply: (reply) => (reply.ok ? request.settle(null, reply) : request.settle(errorFromReply(reply))),
+      onLost: (error) => request.settle(error),
+    });
+    request.cancel = () => this._pending.delete(id);
+  }
+
+  /** Send one frame with a fresh id; `handlers.onReply` gets its reply. */
+  _send(frame, handlers) {
+    const id = ++this._client._lastId;
+    this._pending.set(id, handlers);
+    this._ws.send(JSON.stringify({ id, ...frame }));
+    return id;
+  }
+
+  _subscribe(entry) {
+    const frame = { op: "subscribe", topic: entry.topic };
+    if (entry.position != null) frame.since = entry.position;
+    // A lost subscribe is not an error: the next socket subscribes again.
+    this._send(frame, { onReply: (reply) => this._client._onSubscribeReply(entry, reply), onLost() {} });
+  }
+
+  _onOpen() {
+    if (this._over) return;
+    const client = this._client;
+    this._open = true;
+    client._markProven(this);
+    for (const entry of client._topics.values()) this._subscribe(entry);
+    // After a reconnect, some round trip must succeed to reset the backoff.
+    if (client._attempt > 0 && client._topics.size === 0) this._send({ op: "ping" }, IGNORE);
+    client._transportOpened(this);
+  }
+
+  _onFrame(data) {
+    const client = this._client;
+    if (this._over || client._closed) return;
+    let frame;
+    try { frame = JSON.parse(data); } catch { frame = null; }
+    if (frame === null || typeof frame !== "object" || Array.isArray(frame)) {
+      client._emit("error", new TidingsError("bad_frame", "the server sent a frame that is not a JSON object"));
+      return;
+    }
+    if (frame.op === "message") return client._onMessage(frame);
+    if (!("id" in frame)) return;                // an unknown kind of frame: ignore
+    if (frame.id === null) {                     // an error that answers no request
+      if (frame.ok === false) client._emit("error", errorFromReply(frame));
+      return;
+    }
+    const handlers = this._pending.get(frame.id);
+    if (!handlers) return;                       // e.g. the reply to a timed-out request
+    this._pending.delete(frame.id);
+    if (frame.ok) client._resetBackoff();        // the server answers: stop backing off
+    handlers.onReply(frame);
+  }
+
+  _onClose({ code, reason }) {
+    if (this._over) return;
+    this._over = true;
+    this._open = false;
+    const error = new TidingsError("disconnected", `the connection closed (${code}) before the reply`);
+    const pending = [...this._pending.values()];
+    this._pending.clear();
+    for (const handlers of pending) handlers.onLost(error);
+    this._client._transportClosed(this, { code, reason });
+  }
+}
+
+/**
+ * What SSE and long-poll share: one HTTP request (or loop of requests) at a time for
+ * the client's current set of topics, a "run", restarted with the cursor of the known
+ * positions whenever that set changes; error replies that refuse topics; publishing
+ * over `POST <baseUrl>publish`.
+ *
+ * A *cursor* (docs of tidings.transports.http) is the positions of the run's topics,
+ * comma-separated in the order of its `topic` parameters; an empty part: no position.
+ */
+class HttpTransport {
+  constructor(client) {
+    this._client = client;
+    this._run = null;            // {topics, key, cursor, controller, ...}; null when idle
+    this._opened = false;        // told the client it is open
+    this._over = false;          // reported closed
+    this._queued = false;        // a (re)start waits for the end of this task
+    this._announced = new Set(); // topic entries whose subscribe reply this transport gave
+  }
+
+  open() { this._restartSoon(); }
+
+  add() { this._restartSoon(); }
+
+  remove() { this._restartSoon(); }
+
+  refresh() { this._restartSoon(); }
+
+  close() {
+    if (this._over) return;
+    this._stop();
+    this._over = true;
+    this._client._transportClosed(this, { code: 1000, reason: "" });
+  }
+
+  request(request) {
+    const client = this._client;
+    if (request.frame.op === "ping") return request.settle(null, { ok: true });
+    // One at a time, as on a WebSocket: two POSTs at once could reach the topic's
+    // handler in the other order. One settled while waiting (timeout, close()) is not sent.
+    client._posting = client._posting.then(() => (request.done ? null : publishOverHttp(client, request)));
+  }
+
+  /** What identifies a run: restarting is needed when it changes. */
+  _key(topics) {
+    return topics.join("\n");
+  }
+
+  /**
+   * Start a run for the client's topics, at the end of this task: several subscribes
+   * in a row make one request. With no topics there is nothing to ask the server, but
+   * publishing works: the transport counts as open.
+   */
+  _restartSoon() {
+    if (this._queued || this._over) return;
+    this._queued = true;
+    queueMicrotask(() => {
+      this._queued = false;
+      if (this._over) return;
+      const client = this._client;
+      const topics = [...client._topics.keys()];
+      const key = this._key(topics);
+      if (this._run?.key === key) return;        // the request in flight is the right one
+      this._stop();
+      if (!topics.length) return this._up();
+      const cursor = topics.map((topic) => client._topics.get(topic).position ?? "");
+      const run = { topics, key, cursor, controller: new AbortController(), timer: null };
+      this._run = run;
+      try {
+        Promise.resolve(this._connect(run)).catch((error) => this._fail(run, 1006, describe(error)));
+      } catch (error) {                          // e.g. the EventSource constructor threw
+        this._fail(run, 1006, describe(error));
+      }
+    });
+  }
+
+  /** Abort the current run, if any. Its callbacks check `run === this._run` and stop. */
+  _stop() {
+    const run = this._run;
+    if (!run) return;
+    this._run = null;
+    clearTimeout(run.timer);
+    run.controller.abort();
+  }
+
+  _up() {
+    if (this._opened) return;
+    this._opened = true;
+    this._client._transportOpened(this);
+  }
+
+  /** The run failed (network error, the stream ended, a 5xx...): this transport is over. */
+  _fail(run, code, reason) {
+    if (run !== this._run || this._over) return;
+    this._stop();
+    this._over = true;
+    this._client._transportClosed(this, { code, reason });
+  }
+
+  /** The server answered the run: it works here. `topics` is its `{topic: {position, recovered?}}`. */
+  _answered(run, topics) {
+    this._client._markProven(this);
+    this._client._resetBackoff();
+    this._up();
+    this._announce(run, topics);
+  }
+
+  /**
+   * Give each topic its subscribe reply, once per transport, and again whenever the
+   * server says it could not resume (`recovered: false`: messages were lost).
+   */
+  _announce(run, topics) {
+    const client = this._client;
+    run.topics.forEach((topic, i) => {
+      const info = topics?.[topic];
+      const entry = client._topics.get(topic);
+      if (run !== this._run || !entry || !info || typeof info !== "object") return;
+      const reply = { ok: true, topic, position: info.position };
+      // The server says whether it resumed every topic, even those sent without a
+      // position; as over WebSocket, `recovered` only answers a `since`.
+      if (run.cursor[i] && "recovered" in info) reply.recovered = info.recovered;
+      if (this._announced.has(entry) && reply.recovered !== false) return;
+      this._announced.add(entry);
+      client._onSubscribeReply(entry, reply);
+    });
+  }
+
+  /**
+   * An error status. `{ok: false, error}` with forbidden / invalid_topic / bad_request
+   * refuses topics: their Subscriptions fail and the others go on without them.
+   * Anything else (a 5xx, a proxy's page, a 404: no such endpoint) is a failure.
+   */
+  async _refused(run, response) {
+    let body;
+    try { body = await response.json(); } catch { body = undefined; }
+    if (run !== this._run) return;
+    const error = body?.error;
+    if (!((response.status === 400 || response.status === 403) && REFUSALS.has(error?.code))) {
+      return this._fail(run, 1006, `HTTP ${response.status}${error?.code ? ` ${error.code}` : ""}`);
+    }
+    this._stop();
+    const client = this._client;
+    for (const topic of refusedTopics(error, run.topics)) {
+      const entry = client._topics.get(topic);
+      if (entry) client._onSubscribeReply(entry, { ok: false, error });
+    }
+    this._restartSoon();                         // with the topics left
+  }
+}
+
+/**
+ * The topics of `topics` that an error reply refuses: the one it names (the server
+ * names it in `message`, quoted, cut at 80 characters), or else all of them.
+ */
+function refusedTopics(error, topics) {
+  if (typeof error.topic === "string" && topics.includes(error.topic)) return [error.topic];
+  const quoted = /'([^']+)'/.exec(String(error.message ?? ""))?.[1];
+  const named = topics.filter((topic) => topic === quoted || (quoted?.length >= 80 && topic.startsWith(quoted)));
+  return named.length === 1 ? named : topics;
+}
+
+/** The value of the `csrftoken` cookie (Django's CSRF token), or null. */
+function csrfToken(cookie) {
+  for (const pair of String(cookie ?? "").split(";")) {
+    const [name, ...value] = pair.trim().split("=");
+    if (name === "csrftoken") {
+      try { return decodeURIComponent(value.join("=")); } catch { return value.join("="); }
+    }
+  }
+  return null;
+}
+
+/** `POST <baseUrl>publish {topic, data, event?}`; settles `request` like a WebSocket reply. Never rejects. */
+async function publishOverHttp(client, request) {
+  if (typeof client._fetch !== "function") {
+    return request.settle(new TidingsError("transport", "no fetch here to publish with"));
+  }
+  const { op, ...body } = request.frame;
+  const controller = new AbortController();
+  request.cancel = () => controller.abort();
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  let token = null;
+  try { token = csrfToken(client._cookie()); } catch (error) { report(error); }
+  if (token) headers["X-CSRFToken"] = token;
+  let response;
+  try {
+    response = await client._fetch(`${client.baseUrl}publish`, {
+      method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin",
+      cache: "no-store", signal: controller.signal,
+    });
+  } catch (error) {
+    return request.settle(new TidingsError("disconnected", `the publish failed: ${describe(error)}`));
+  }
+  let reply;
+  try { reply = await response.json(); } catch { reply = undefined; }
+  if (reply === null || typeof reply !== "object" || typeof reply.ok !== "boolean") {
+    return request.settle(new TidingsError("transport", `the server answered HTTP ${response.status}`));
+  }
+  if (reply.ok) request.settle(null, reply);
+  else request.settle(errorFromReply(reply));
+}
+
+/**
+ * Server-Sent Events, `GET <baseUrl>sse?topic=a&topic=b[&since=<cursor>]`, read with
+ * fetch() and a small parser rather than EventSource, because:
+ * - EventSource dispatches a named event only to listeners of that name, and app
+ *   event names are open-ended: the parser sees every event;
+ * - fetch shows the status and JSON body of a refusal (EventSource only says "error"),
+ *   so a forbidden topic fails its Subscription instead of retrying for ever;
+ * - the client decides when and from where to reconnect (backoff, falling back to
+ *   long-poll, resuming with `since` after a change of topics).
+ *
+ * The stream begins with `event: tidings.open` (`id:` the cursor; data: where each
+ * topic stands). Each message event has the cursor after it as `id:` and the message
+ * data only: its topic is the part of the cursor that changed. `event: tidings.close`
+ * without an `id:` means the server dropped the stream.
+ */
+class SseTransport extends HttpTransport {
+  get name() { return "sse"; }
+
+  async _connect(run) {
+    const client = this._client;
+    this._expectOpen(run);
+    let response;
+    try {
+      // `since` rather than a Last-Event-ID header: that would need a CORS preflight.
+      response = await client._get(client._httpUrl("sse", run.topics, run.cursor), "text/event-stream", run.controller.signal);
+    } catch (error) {
+      return this._fail(run, 1006, describe(error));
+    }
+    if (run !== this._run) return;
+    if (!response.ok) return this._refused(run, response);
+    const type = response.headers.get("Content-Type") ?? "";
+    if (!/^text\/event-stream/i.test(type) || typeof response.body?.getReader !== "function") {
+      return this._fail(run, 1006, `not an event stream (${type || "no Content-Type"})`);
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = new EventStreamParser((event) => { if (run === this._run) this._onEvent(run, event); });
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done || run !== this._run) break;
+        parser.push(decoder.decode(value, { stream: true }));
+      }
+    } catch (error) {
+      return this._fail(run, 1006, describe(error));
+    }
+    if (run === this._run) this._fail(run, 1006, "the stream ended");
+    else reader.cancel().catch(() => {});
+  }
+
+  /** A stream that says nothing (a buffering proxy) counts as failed after `timeout`. */
+  _expectOpen(run) {
+    const timeout = this._client._timeout;
+    if (Number.isFinite(timeout)) {
+      run.timer = setTimeout(() => this._fail(run, 1006, `no tidings.open within ${timeout} ms`), timeout);
+    }
+  }
+
+  /** One event `{type, data, lastEventId}` of the run's stream. */
+  _onEvent(run, { type, data, lastEventId }) {
+    const client = this._client;
+    if (!run.parts) {                            // the stream's first event
+      if (type !== "tidings.open") return this._fail(run, 1006, "the stream did not begin with tidings.open");
+      clearTimeout(run.timer);
+      run.parts = lastEventId.split(",");
+      return this._answered(run, parseJson(data)?.topics);
+    }
+    const parts = lastEventId.split(",");
+    const changed = run.topics.map((_, i) => i).filter((i) => parts[i] !== run.parts[i]);
+    if (!changed.length) {
+      // The server's tidings.close carries no id; a message always moves the cursor.
+      if (type === "tidings.close") {
+        const { code, reason } = parseJson(data) ?? {};
+        this._fail(run, Number.isInteger(code) ? code : 1006, String(reason ?? ""));
+      }
+      return;                                    // else: seen already
+    }
+    run.parts = parts;
+    const message = parseJson(data);
+    if (changed.length !== 1 || parts.length !== run.topics.length || message === undefined) {
+      client._emit("error", new TidingsError("bad_frame", `the server sent an SSE event that cannot be read (id ${lastEventId})`));
+      return;
+    }
+    const i = changed[0];
+    client._onMessage({ op: "message", topic: run.topics[i], position: parts[i], event: type, data: message });
+  }
+}
+
+/**
+ * SSE with the browser's EventSource, only where fetch cannot stream. It hears only
+ * the event names it listens to: "message" and those given in subscribe()'s `events`.
+ * A refusal is only "error" to it, as is a network failure: both close this transport.
+ */
+class EventSourceTransport extends SseTransport {
+  _key(topics) {
+    return `${topics.join("\n")}\n\n${[...this._eventNames()].join("\n")}`;
+  }
+
+  _eventNames() {
+    const names = new Set(["tidings.open", "tidings.close", "message"]);
+    for (const entry of this._client._topics.values()) for (const name of entry.events) names.add(name);
+    return names;
+  }
+
+  _connect(run) {
+    const client = this._client;
+    this._expectOpen(run);
+    const source = new client._EventSource(client._httpUrl("sse", run.topics, run.cursor));
+    run.controller.signal.addEventListener("abort", () => source.close());
+    for (const type of this._eventNames()) {
+      source.addEventListener(type, (event) => {
+        if (run === this._run) this._onEvent(run, { type, data: event.data, lastEventId: event.lastEventId ?? "" });
+      });
+    }
+    // EventSource would reconnect by itself, but without our backoff and cursor.
+    source.onerror = () => this._fail(run, 1006, "EventSource error");
+  }
+}
+
+/**
+ * Long-polling, `GET <baseUrl>poll?topic=..[&since=<cursor>]&timeout=<s>`: each answer
+ * is `{messages, since, topics}`; the next poll goes at once with the `since` returned.
+ * The first poll of a run has timeout=0, so subscriptions are ready without waiting.
+ */
+class LongPollTransport extends HttpTransport {
+  get name() { return "longpoll"; }
+
+  async _connect(run) {
+    const client = this._client;
+    let timeout = 0;
+    for (;;) {
+      let response;
+      let body;
+      try {
+        response = await client._get(client._httpUrl("poll", run.topics, run.cursor, timeout), "application/json", run.controller.signal);
+        if (run !== this._run) return;
+        if (!response.ok) return this._refused(run, response);
+        body = await response.json();
+      } catch (error) {
+        return this._fail(run, 1006, describe(error));
+      }
+      if (run !== this._run) return;
+      if (body === null || typeof body !== "object" || !Array.isArray(body.messages) || typeof body.since !== "string") {
+        return this._fail(run, 1006, "the server sent a poll answer that cannot be read");
+      }
+      if (timeout === 0) this._answered(run, body.topics);
+      else this._announce(run, body.topics);
+      for (const message of body.messages) {
+        if (run !== this._run) return;           // a callback changed the topics
+        client._onMessage(message);
+      }
+      run.cursor = body.since.split(",");
+      timeout = client._pollTimeout;
+    }
+  }
+}
+
+/**
+ * An incremental parser of `text/event-stream` (the WHATWG rules): lines end with
+ * CRLF, LF or CR; `field: value` (one space after the colon is dropped); lines that
+ * begin with ":" are comments (keep-alives); a blank line dispatches the event if it
+ * has data. `data` lines join with "\n"; `id` persists as `lastEventId`.
+ */
+class EventStreamParser {
+  /** @param {(event: {type: string, data: string, lastEventId: string}) => void} onEvent */
+  constructor(onEvent) {
+    this._onEvent = onEvent;
+    this._buffer = "";
+    this._start = true;          // a BOM may begin the stream
+    this._type = "";
+    this._data = [];
+    this.lastEventId = "";
+    this.retry = null;           // the server's reconnect delay; the client keeps its own
+  }
+
+  /** Feed decoded text, any amount, cut anywhere. */
+  push(text) {
+    text = this._buffer + text;
+    if (this._start && text) {
+      this._start = false;
+      if (text[0] === "\uFEFF") text = text.slice(1);
+    }
+    // A final CR may be half of a CRLF: keep it for the next chunk.
+    const end = text.endsWith("\r") ? text.length - 1 : text.length;
+    const lines = text.slice(0, end).split(/\r\n|\r|\n/);
+    this._buffer = lines.pop() + text.slice(end);
+    for (const line of lines) this._line(line);
+  }
+
+  _line(line) {
+    if (line === "") return this._dispatch();
+    if (line[0] === ":") return;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value[0] === " ") value = value.slice(1);
+    if (field === "event") this._type = value;
+    else if (field === "data") this._data.push(value);
+    else if (field === "id" && !value.includes("\0")) this.lastEventId = value;
+    else if (field === "retry" && /^\d+$/.test(value)) this.retry = Number(value);
+  }
+
+  _dispatch() {
+    const type = this._type || "message";
+    const data = this._data.join("\n");
+    const hasData = this._data.length > 0;
+    this._type = "";
+    this._data = [];
+    if (hasData) this._onEvent({ type, data, lastEventId: this.lastEventId });
+  }
+}
+
+// --- options ---------------------------------------------------------------------
+
+/** `options[name]` if given (null: none), else the global of that name. */
+function option(options, name) {
+  if (options[name] !== undefined) return options[name];
+  const value = globalThis[name];
+  // (A browser's fetch must be called on the window.)
+  return name === "fetch" && typeof value === "function" ? value.bind(globalThis) : value;
+}
+
+/** ws(s): <-> http(s): */
+function withScheme(url, secure, ws) {
+  const resolved = new URL(url);
+  resolved.protocol = ws ? (secure ? "wss:" : "ws:") : (secure ? "https:" : "http:");
   return resolved.href;
 }
 
 /**
+ * The WebSocket url and the base url of the HTTP endpoints. In a browser, relative
+ * urls resolve against the page and both default to /realtime/ on this host. Each
+ * is derived from the other when only one is given: ws(s)://h/p/ws <-> http(s)://h/p/.
+ */
+function resolveUrls(url, baseUrl) {
+  const location = globalThis.location;
+  if (baseUrl != null && baseUrl !== "") {
+    baseUrl = String(baseUrl);
+    if (!location && !/^[a-z][a-z0-9+.-]*:/i.test(baseUrl)) {
+      throw new TypeError("tidings: baseUrl must be absolute where there is no `location`");
+    }
+    const resolved = new URL(baseUrl, location?.href);
+    if (!resolved.pathname.endsWith("/")) resolved.pathname += "/";
+    baseUrl = resolved.href;
+  } else {
+    baseUrl = null;
+  }
+  if (url == null || url === "") {
+    if (baseUrl) {
+      url = withScheme(new URL("ws", baseUrl), /^(https|wss):$/.test(new URL(baseUrl).protocol), true);
+    } else {
+      if (!location) throw new TypeError("tidings: connect() needs a url or baseUrl where there is no `location`");
+      url = `${DEFAULT_BASE}ws`;
+    }
+  }
+  url = String(url);
+  if (location && !/^wss?:/i.test(url)) {
+    const resolved = new URL(url, location.href);
+    url = withScheme(resolved, resolved.protocol === "https:", true);
+  }
+  if (!baseUrl) {
+    try {
+      baseUrl = withScheme(new URL(".", url), /^wss:/i.test(url), false);
+    } catch {
+      baseUrl = null;                            // a url that is not absolute: WebSocket only
+    }
+  }
+  return { url, baseUrl };
+}
+
+/**
  * @typedef {object} ConnectOptions
- * @property {Function} [WebSocket] constructor to use instead of globalThis.WebSocket
+ * @property {Array<"websocket"|"sse"|"longpoll">} [transports] the transports to try, in
+ *   order, default all three; one alone forces it
+ * @property {string|URL} [baseUrl] where the HTTP endpoints are, default
+ *   `${location.origin}/realtime/` (or derived from the WebSocket url); the WebSocket
+ *   url is `${baseUrl}ws` with ws(s): unless given
+ * @property {Function|null} [WebSocket] constructor to use instead of globalThis.WebSocket;
+ *   null: none
+ * @property {Function|null} [EventSource] likewise, for EventSource (used for SSE only
+ *   where there is no fetch)
+ * @property {Function|null} [fetch] likewise, for fetch (SSE, long-poll, publish over HTTP)
+ * @property {() => string} [cookie] where to read Django's `csrftoken` cookie, sent as
+ *   X-CSRFToken on publishes over HTTP; default: document.cookie
  * @property {{initial?: number, max?: number, factor?: number, jitter?: number}} [backoff]
  *   reconnect delays in ms, default {initial: 500, max: 15000, factor: 2, jitter: 0.5}
- * @property {number} [timeout] ms a publish or ping waits for its reply, default 10000;
- *   Infinity waits for ever
+ * @property {number} [timeout] ms a publish or ping waits for its reply, and an SSE
+ *   stream for its first event, default 10000; Infinity waits for ever
+ * @property {number} [pollTimeout] s the server may hold a long poll, default 25 (the
+ *   server refuses more than its POLL_MAX_TIMEOUT)
  * @property {boolean} [autoconnect] connect at once, default true; else call open()
  */
 
