@@ -17,7 +17,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -103,6 +106,7 @@ class Router:
                     )
                 try:
                     await get_node().start()
+                    _chain_shutdown_signals()
                 except Exception as e:
                     logger.exception("tidings could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
@@ -112,3 +116,27 @@ class Router:
                 await get_node().stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _chain_shutdown_signals() -> None:
+    """Let the node know the moment SIGTERM/SIGINT arrives.
+
+    ASGI's ``lifespan.shutdown`` comes only after the server has waited for open
+    requests to finish, and uvicorn leaves streaming responses running until its grace
+    period ends. So tidings chains itself before the server's own handlers (installed
+    just before startup) to end its streams and held polls at once with 1012.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous) or getattr(previous, "_tidings", False):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(get_node().begin_shutdown)
+            previous(signum, frame)
+
+        handler._tidings = True  # type: ignore[attr-defined]
+        signal.signal(sig, handler)

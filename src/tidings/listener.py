@@ -25,6 +25,7 @@ class Listener:
         self.topics = list(dict.fromkeys(topics))
         self.results: dict[str, HistoryResult] = {}
         self.overflowed = False
+        self.closing: tuple[int, str] | None = None  # set when the server shuts down
         self._queue: Outbox[Message] = Outbox(node.settings.queue_size)
         self._joins = Joins()
         self._joined: list[str] = []
@@ -39,6 +40,7 @@ class Listener:
     async def join(self, since: dict[str, Position | None] | None = None) -> None:
         """Subscribe every topic; queue the replay after ``since[topic]`` first."""
         since = since or {}
+        self.node.listeners.add(self)
         for topic in self.topics:
             result, messages = await self._joins.join(self.node, topic, self, since.get(topic))
             self._joined.append(topic)
@@ -51,9 +53,12 @@ class Listener:
         if not self._joins.busy() or self._joins.admit(message):
             self._add(message)
 
-    def stop(self) -> None:
-        """Make :meth:`wait` return now, for good (e.g. the client went away)."""
+    def stop(self, code: int | None = None, reason: str = "") -> None:
+        """Make :meth:`wait` return now, for good: the client went away, or (with a close
+        ``code``) the server is shutting down."""
         self.overflowed = True
+        if code is not None:
+            self.closing = (code, reason)
         self._wake()
 
     def _wake(self) -> None:
@@ -95,6 +100,7 @@ class Listener:
         return self._queue.pop()
 
     async def close(self) -> None:
+        self.node.listeners.discard(self)
         joined, self._joined = self._joined, []
         for topic in joined:
             await self.node.unsubscribe(topic, self)

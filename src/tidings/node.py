@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
+from typing import TYPE_CHECKING
 
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.hub import Hub, Subscriber
 from tidings.messages import Message, Position
+from tidings.protocol import CLOSE_SERVICE_RESTART
+
+if TYPE_CHECKING:
+    from tidings.listener import Listener
 
 
 class Node:
@@ -24,6 +30,8 @@ class Node:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
         self._ready: dict[str, asyncio.Future[None]] = {}
+        self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # open HTTP streams/polls
+        self.shutting_down = False
 
     @property
     def started(self) -> bool:
@@ -50,6 +58,13 @@ class Node:
             if isinstance(data, dict) and isinstance(data.get(field), str | int):
                 message.key = f"{message.topic}\0{data[field]}"
         self.hub.dispatch(message)
+
+    def begin_shutdown(self) -> None:
+        """The server is going down: end every stream and held poll now (1012), so their
+        clients reconnect elsewhere instead of waiting for the grace period to run out."""
+        self.shutting_down = True
+        for listener in list(self.listeners):
+            listener.stop(CLOSE_SERVICE_RESTART, "service restart")
 
     async def stop(self) -> None:
         if self._loop is not None:

@@ -243,6 +243,7 @@ class RedisBroker(Broker):
         self._aio_client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._presence_lock: asyncio.Lock | None = None
+        self._slots: asyncio.Semaphore | None = None
         # Delivery, owned by the broker's loop.
         self._deliver: Deliver | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -342,17 +343,26 @@ class RedisBroker(Broker):
         """Run one of the scripts; retry a broken connection until ``publish_timeout``
         (every script may safely run twice), then raise what redis-py raised."""
         self._aio()
+        assert self._slots is not None
         give_up = time.monotonic() + self.options.publish_timeout
-        failures = 0
-        while True:
-            try:
-                return await self._scripts[script](keys=keys, args=args)
-            except RETRY:
-                failures += 1
-                pause = self._backoff.compute(failures)
-                if failures > self.options.retries or time.monotonic() + pause > give_up:
-                    raise
-                await asyncio.sleep(pause)
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.options.publish_timeout)
+        except TimeoutError:
+            n = self.options.max_connections
+            raise redis.ConnectionError(f"all {n} connections busy for too long") from None
+        try:
+            failures = 0
+            while True:
+                try:
+                    return await self._scripts[script](keys=keys, args=args)
+                except RETRY:
+                    failures += 1
+                    pause = self._backoff.compute(failures)
+                    if failures > self.options.retries or time.monotonic() + pause > give_up:
+                        raise
+                    await asyncio.sleep(pause)
+        finally:
+            self._slots.release()
 
     def _unpublished(self, topic: str, error: BaseException) -> str:
         return (
@@ -417,14 +427,13 @@ class RedisBroker(Broker):
         client = self._aio_client
         if client is None or self._loop is not loop:
             client = self._aio_client = aioredis.Redis(
-                connection_pool=aioredis.BlockingConnectionPool.from_url(
-                    self._redis_url,
-                    retry=AsyncRetry(NoBackoff(), 0),  # see _call()
-                    timeout=self._timeout,
-                    **self._pool_kwargs(),
+                connection_pool=aioredis.ConnectionPool.from_url(
+                    self._redis_url, retry=AsyncRetry(NoBackoff(), 0), **self._pool_kwargs()
                 )
             )
             self._loop = loop
+            # Callers queue here in turn (FIFO), not in the pool, where some could starve.
+            self._slots = asyncio.Semaphore(self.options.max_connections)
             self._presence_lock = asyncio.Lock()
             self._scripts = {
                 name: client.register_script(source)

@@ -30,10 +30,15 @@ STATUS = {
 }
 
 
-def error(code: str, message: str, **headers: str) -> JsonResponse:
-    """``{"ok": false, "error": {"code", "message"}}`` with the status that fits the code."""
-    body = {"ok": False, "error": {"code": code, "message": message}}
-    return JsonResponse(body, status=STATUS[code], headers=headers)
+def error(code: str, message: str, topic: str | None = None, **headers: str) -> JsonResponse:
+    """``{"ok": false, "error": {"code", "message", "topic"?}}`` with the fitting status.
+
+    ``topic`` names the topic refused, so a client of several topics knows which.
+    """
+    detail = {"code": code, "message": message}
+    if topic is not None:
+        detail["topic"] = topic
+    return JsonResponse({"ok": False, "error": detail}, status=STATUS[code], headers=headers)
 
 
 def origin_refused(request: HttpRequest, node: Node) -> JsonResponse | None:
@@ -62,11 +67,11 @@ async def open_topics(request: HttpRequest, node: Node) -> tuple[Any, list[str]]
     for topic in topics:
         problem = topic_error(topic, node.settings.topic_max_length)
         if problem is not None:
-            return error("invalid_topic", f"{topic[:80]!r}: {problem}")
+            return error("invalid_topic", f"{topic[:80]!r}: {problem}", topic)
     user = await request.auser()
     for topic in topics:
         if not await policy.may(node, user, "subscribe", topic):
-            return error("forbidden", f"You may not subscribe to {topic!r}.")
+            return error("forbidden", f"You may not subscribe to {topic!r}.", topic)
     return user, topics
 
 

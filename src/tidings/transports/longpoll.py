@@ -66,7 +66,7 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
         start = since.get(topic)
         positions[topic] = start if result.recovered and start is not None else result.position
         info[topic] = {"position": str(result.position)}
-        if resume:
+        if start is not None:
             info[topic]["recovered"] = result.recovered
     for message in messages:
         positions[message.topic] = message.position

@@ -60,7 +60,7 @@ async def stream(
             start = since.get(topic)
             positions[topic] = start if result.recovered and start is not None else result.position
             opened[topic] = {"position": str(result.position)}
-            if resumed:
+            if start is not None:
                 opened[topic]["recovered"] = result.recovered
         data = json.dumps({"topics": opened}, separators=(",", ":"))
         yield (
@@ -73,7 +73,8 @@ async def stream(
                 yield KEEPALIVE
                 continue
             if listener.overflowed:
-                closing = {"code": CLOSE_SLOW_CONSUMER, "reason": "slow consumer"}
+                code, reason = listener.closing or (CLOSE_SLOW_CONSUMER, "slow consumer")
+                closing = {"code": code, "reason": reason}
                 yield f"event: tidings.close\ndata: {json.dumps(closing)}\n\n"
                 return
             chunks = []
