@@ -213,6 +213,8 @@ class Measurement:
         r["lone_p50_ms"] = percentile(latencies, 0.50) / 1e6
         r["lone_p99_ms"] = percentile(latencies, 0.99) / 1e6
         r["lone_reach_ms"] = statistics.median(reaches) / 1e6
+        r["lone_reach_max_ms"] = max(reaches) / 1e6
+        r["lone_reaches_ms"] = [round(x / 1e6, 2) for x in reaches]
 
     async def _burst(self, key: str, topics: list[str], messages: int, expected: int) -> None:
         """Publish ``messages`` frames in one write, round-robin over ``topics``."""

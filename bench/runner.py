@@ -12,6 +12,7 @@ import datetime
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -160,7 +161,7 @@ def profile(target: Target, n: int, plan: Plan, log_dir: Path, out: Path) -> Pat
         f"# Profile: {target.label}, N={n:,}",
         "",
         f"Server under cProfile (main thread = event loop) during the bursts only. "
-        f"Command: `{' '.join(sys.argv)}`",
+        f"Command: `python -m bench {shlex.join(sys.argv[1:])}`",
         "",
     ]
     for k, key, title in ((0, "burst", "Fan-out burst"), (1, "topics", "Many-topics burst")):

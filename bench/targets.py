@@ -8,10 +8,9 @@ A :class:`Target` says everything the harness needs about one server setup:
   ``wire.subscribe(topic)`` (:mod:`bench.wire`);
 - **publish**: ``wire.publish(topic, data)`` sent on a separate publisher WebSocket.
 
-To add a target, add an entry to :data:`TARGETS`. The two planned next ones:
+To add a target, add an entry to :data:`TARGETS`, as ``tidings-redis`` was (``tidings``
+with another ``BENCH_TIDINGS_BROKER`` and Redis' CPU counted apart). Planned next:
 
-- *tidings with the Redis broker*: ``tidings`` with ``env`` extended by
-  ``BENCH_TIDINGS_BROKER=redis://127.0.0.1:6379/0`` and ``aux_pids=redis_pids``;
 - *tidings over SSE*: ``transport="sse"``, ``path`` the SSE endpoint; implement an SSE
   subscriber next to :func:`bench.loadgen.open_subscriber` (the publisher stays a
   WebSocket).
@@ -113,6 +112,20 @@ TARGETS: dict[str, Target] = {
             "/realtime/ws",
             TIDINGS,
             env={"DJANGO_SETTINGS_MODULE": "bench.servers.tidings_settings"},
+        ),
+        Target(
+            "tidings-redis",
+            "tidings (uvicorn, Redis broker)",
+            uvicorn("tidings.asgi:get_asgi_application", "--factory"),
+            "/realtime/ws",
+            TIDINGS,
+            env={
+                "DJANGO_SETTINGS_MODULE": "bench.servers.tidings_settings",
+                "BENCH_TIDINGS_BROKER": "redis://127.0.0.1:6379/9",
+            },
+            slow=True,
+            aux_pids=redis_pids,
+            missing=redis_missing,
         ),
         Target(
             "raw",
