@@ -2,7 +2,9 @@
 
 Chromium's offline emulation leaves open WebSockets alone, so it cannot show what a
 real network loss does. Through this proxy, :meth:`Proxy.offline` cuts every open
-connection and refuses new ones until :meth:`Proxy.online`.
+connection and refuses new ones until :meth:`Proxy.online`. :attr:`Proxy.refuse`
+refuses the connections whose first request matches (e.g. WebSocket upgrades), as a
+proxy that does not do WebSockets would.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class Proxy:
@@ -21,6 +23,7 @@ class Proxy:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._writers: set[asyncio.StreamWriter] = set()
         self._up = True
+        self.refuse: Callable[[bytes], bool] | None = None  # called with the first bytes
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -44,11 +47,16 @@ class Proxy:
         if not self._up:
             writer.transport.abort()
             return
+        first = await reader.read(65536)
+        if not first or (self.refuse is not None and self.refuse(first)):
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
             return
+        up_writer.write(first)
         self._writers |= {writer, up_writer}
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         self._writers -= {writer, up_writer}

@@ -134,3 +134,65 @@ def test_a_gap_reloads_the_last_50_messages(browser, make_server, page_errors):
         )
         assert a.evaluate("document.body.dataset.reloaded") == "1"
     assert page_errors == []
+
+
+def test_forced_fallback_to_sse_and_to_long_poll(browser, server, page_errors):
+    """WebSocket disabled in the page: SSE; SSE blocked too: long-poll. Same chat."""
+    label = "fallback-room-1"
+    b = open_room(browser, server, label, page_errors)
+    pages = {}
+    for name, blocks in (("sse", []), ("longpoll", ["**/realtime/sse*"])):
+        context = browser.new_context()
+        context.add_init_script("delete window.WebSocket")
+        for pattern in blocks:
+            context.route(pattern, lambda route: route.abort())
+        page = context.new_page()
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.goto(f"{server.url}/rooms/{label}/")
+        expect(page.locator("body")).to_have_attribute("data-subscribed", "1", timeout=20_000)
+        expect(page.locator("#transport")).to_have_text(name)
+        pages[name] = page
+    say(b, "bob", "to everyone")
+    say(pages["sse"], "sam", "over SSE, published with POST")
+    say(pages["longpoll"], "lou", "over long-poll")
+    texts = ["to everyone", "over SSE, published with POST", "over long-poll"]
+    for page in (b, *pages.values()):
+        expect(page.locator("#chat li .text")).to_have_text(texts, timeout=20_000)
+    assert page_errors == []
+
+
+def test_falling_back_mid_stream_keeps_the_position(browser, server, page_errors):
+    """WebSocket, then (after a cut) a network that refuses WebSockets: SSE; then one
+    that refuses SSE too: long-poll. Every message on screen once, in order."""
+    from tests.netproxy import proxy
+
+    label = "midstream-room-1"
+    with proxy(server.host, server.port) as net:
+        a = browser.new_context().new_page()
+        a.on("pageerror", lambda e: page_errors.append(str(e)))
+        a.goto(f"{net.url}/rooms/{label}/")
+        expect(a.locator("body")).to_have_attribute("data-subscribed", "1", timeout=10_000)
+        expect(a.locator("#transport")).to_have_text("websocket")
+        b = open_room(browser, server, label, page_errors)
+        sent: list[str] = []
+
+        def send(n: int, tag: str) -> None:
+            for i in range(n):
+                sent.append(f"{tag} {i}")
+                say(b, "bob", sent[-1])
+                expect(b.locator("#chat li")).to_have_count(len(sent))
+
+        send(3, "on websocket")
+        expect(a.locator("#chat li .text")).to_have_text(sent)
+        for blocked, now in ((b"upgrade: websocket", "sse"), (b"/realtime/sse", "longpoll")):
+            net.offline()
+            net.refuse = lambda first, blocked=blocked, old=net.refuse: (
+                blocked in first.lower() or (old is not None and old(first))
+            )
+            send(3, f"while moving to {now}")  # published while a is cut off
+            net.online()
+            expect(a.locator("#transport")).to_have_text(now, timeout=30_000)
+            expect(a.locator("#chat li .text")).to_have_text(sent, timeout=30_000)
+            send(2, f"live on {now}")
+            expect(a.locator("#chat li .text")).to_have_text(sent, timeout=30_000)
+    assert page_errors == []

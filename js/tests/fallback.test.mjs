@@ -513,3 +513,31 @@ it("baseUrl and the WebSocket url are derived from each other", (t) => {
   assert.equal(inBrowser.url, "wss://example.com/realtime/ws");
   assert.equal(connect({ baseUrl: "/other/", ...options }).url, "wss://example.com/other/ws");
 });
+
+it("a WebSocket that worked, then keeps failing to reopen, falls back mid-stream and resumes", async (t) => {
+  const { client, WS, fetch } = setup(t);
+  const got = [];
+  const sub = client.subscribe("room", (msg) => got.push(msg.data));
+  WS.last.serverOpen();
+  const [request] = WS.last.framesOf("subscribe");
+  WS.last.reply(request, { topic: "room", position: "e:1" });
+  await sub.ready;
+  WS.last.serverSend(message("room", "e:2", "two"));
+  await until(() => got.length === 1);
+
+  WS.last.serverClose(1006);                   // the network drops...
+  await until(() => WS.instances.length === 2);
+  assert.equal(client.transport, "websocket", "a proven transport is retried first");
+  WS.last.serverClose(1006);                   // ...and WebSockets no longer get through
+  await until(() => WS.instances.length === 3);
+  WS.last.serverClose(1006);
+  await until(() => client.transport === "sse");
+  await until(() => fetch.to("sse").length === 1);
+  const [sse] = fetch.to("sse");
+  assert.equal(sse.since, "e:2", "SSE resumes after the last message seen over WebSocket");
+  sse.open("e:2", { room: { position: "e:3", recovered: true } });
+  sse.event("e:2", "message", "two");          // a duplicate is dropped
+  sse.event("e:3", "message", "three");
+  await until(() => got.length === 2);
+  assert.deepEqual(got, ["two", "three"]);
+});

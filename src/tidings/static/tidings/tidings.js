@@ -33,6 +33,8 @@ const DEFAULT_BASE = "/realtime/";
 /** Seconds the server may hold a long poll. */
 const DEFAULT_POLL_TIMEOUT = 25;
 const TRANSPORTS = Object.freeze(["websocket", "sse", "longpoll"]);
+/** Failed reopens of a transport that worked before, after which the client falls back. */
+const REOPEN_TRIES = 2;
 /** Close codes after which reconnecting cannot help: 1000 "nothing", 1009 "fix the sender". */
 const NO_RECONNECT = new Set([1000, 1009]);
 /** HTTP error codes that refuse the request's topics, rather than say the server is unwell. */
@@ -452,6 +454,8 @@ export class Client extends Emitter {
   /** The transport connected: send what waits. */
   _transportOpened(transport) {
     if (transport !== this._transport || this._closed) return;
+    transport.opened = true;
+    this._failedReopens = 0;
     this._state = "open";
     this._flush();
     this._emit("open");
@@ -478,6 +482,15 @@ export class Client extends Emitter {
     }
     this._emit("close", { code, reason });
     if (!reconnect || this._closed || this._transport || this._timer) return;
+    if (!transport.opened && this._proven.has(transport.name)) {
+      // It worked here before, but keeps failing to reopen: maybe the network changed
+      // (a proxy that refuses WebSockets now). Past REOPEN_TRIES, fall back as well.
+      this._failedReopens = (this._failedReopens || 0) + 1;
+      if (this._failedReopens >= REOPEN_TRIES) {
+        this._proven.delete(transport.name);
+        this._failedReopens = 0;
+      }
+    }
     if (this._proven.has(transport.name)) {
       this._scheduleReconnect();
     } else if (this._kind + 1 < this._kinds.length) {
