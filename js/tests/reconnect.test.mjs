@@ -226,3 +226,28 @@ it("autoconnect: false waits for open()", (t) => {
   assert.equal(WS.instances.length, 1);
   assert.equal(client.state, "connecting");
 });
+
+test("a resume that is not recovered fires \"gap\"; a recovered one does not", { timeout: 5000 }, async (t) => {
+  const { client, WS } = setup(t);
+  const sub = client.subscribe("room", () => {});
+  const gaps = [];
+  sub.on("gap", (reply) => gaps.push(reply));
+  WS.last.serverOpen();
+  WS.last.reply(WS.last.framesOf("subscribe")[0], { topic: "room", position: "e:5" });
+  await sub.ready;
+  WS.last.serverClose(1006);
+  await until(() => WS.instances.length === 2);
+  WS.last.serverOpen();
+  let [again] = WS.last.framesOf("subscribe");
+  assert.equal(again.since, "e:5");
+  WS.last.reply(again, { topic: "room", position: "e:6", recovered: true });
+  await tick(5);
+  assert.deepEqual(gaps, []);
+  WS.last.serverClose(1006);
+  await until(() => WS.instances.length === 3);
+  WS.last.serverOpen();
+  [again] = WS.last.framesOf("subscribe");
+  WS.last.reply(again, { topic: "room", position: "f:2", recovered: false });
+  await until(() => gaps.length === 1);
+  assert.equal(gaps[0].position, "f:2");
+});

@@ -128,7 +128,9 @@ function isNewer(position, last) {
  *
  * Events: "subscribed" (the reply, after the first subscribe and after every
  * resubscribe on reconnect: check `reply.recovered` to know if anything was lost),
- * "error" (a TidingsError: the server refused the subscription, which is now over).
+ * "gap" (the reply, when a resume could not replay everything missed: the history
+ * window was exceeded or the server lost it; refetch your state), "error" (a
+ * TidingsError: the server refused the subscription, which is now over).
  */
 export class Subscription extends Emitter {
   /** @internal Made by Client.subscribe(). */
@@ -173,6 +175,7 @@ export class Subscription extends Emitter {
   _subscribed(reply) {
     this._settle(null, reply);
     this._emit("subscribed", reply);
+    if (reply.recovered === false) this._emit("gap", reply);
   }
 
   /** The server refused: settle `ready` and tell "error" listeners. */
