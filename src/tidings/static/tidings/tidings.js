@@ -209,7 +209,8 @@ export class Subscription extends Emitter {
  * ever connected (no WebSocket here, the upgrade is refused or blocked, an SSE stream
  * that cannot be read...), the next one is tried at once; after the last, the first
  * again, after a backoff delay. Once a transport has connected, the client keeps it and
- * reconnects it with backoff.
+ * reconnects it with backoff, unless it fails to reopen REOPEN_TRIES times in a row:
+ * then it falls back too (a network that stopped letting WebSockets through).
  */
 export class Client extends Emitter {
   /** @param {string|URL} [url] @param {ConnectOptions} [options] */
