@@ -7,6 +7,8 @@
         r.restart(keep_data=True)          # SHUTDOWN SAVE, then load the snapshot
         r.client().flushall()
 
+    with redis_server(tls=True, password="s3cret") as r:   # rediss://:s3cret@...?ssl_ca_certs=
+
 Faults are real processes and real sockets: nothing is mocked.
 """
 
@@ -34,14 +36,32 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, *, tls: bool = False, password: str = "") -> None:
         self.dir = directory
+        self.tls = tls
+        self.password = password
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        if tls:  # a self-signed certificate for 127.0.0.1, its own CA
+            subprocess.run(
+                [
+                    "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", self.cert_path("key"), "-out", self.cert_path("cert"),
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                ],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+
+    def cert_path(self, name: str) -> str:
+        return os.path.join(self.dir, f"{name}.pem")
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.cert_path('cert')}"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def log_path(self) -> str:
@@ -52,15 +72,27 @@ class RedisServer:
             return f.read()
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+        return redis.Redis.from_url(self.url, socket_timeout=5, decode_responses=True)
 
     def start(self, timeout: float = 10.0) -> None:
         """Start on :attr:`port`, loading ``dump.rdb`` from :attr:`dir` if there is one."""
         for attempt in range(3):
+            listen = ["--port", str(self.port)]
+            if self.tls:
+                listen = [
+                    "--port", "0",
+                    "--tls-port", str(self.port),
+                    "--tls-cert-file", self.cert_path("cert"),
+                    "--tls-key-file", self.cert_path("key"),
+                    "--tls-ca-cert-file", self.cert_path("cert"),
+                    "--tls-auth-clients", "no",
+                ]  # fmt: skip
+            if self.password:
+                listen += ["--requirepass", self.password]
             self.process = subprocess.Popen(
                 [
                     "redis-server",
-                    "--port", str(self.port),
+                    *listen,
                     "--bind", "127.0.0.1",
                     "--dir", self.dir,
                     "--save", "",
@@ -133,10 +165,12 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(*, tls: bool = False, password: str = "") -> Iterator[RedisServer]:
     need("redis-server", shutil.which("redis-server") is not None)
+    if tls:
+        need("openssl", shutil.which("openssl") is not None)
     directory = tempfile.mkdtemp(prefix="tidings-redis-")
-    server = RedisServer(directory)
+    server = RedisServer(directory, tls=tls, password=password)
     server.start()
     try:
         yield server

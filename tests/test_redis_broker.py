@@ -98,6 +98,23 @@ def test_url_options_are_ours_the_rest_is_redis_pys():
         broker_from_url("redis://127.0.0.1/0?presence_ttl=soon")
 
 
+async def test_tls_and_a_password():
+    with redis_server(tls=True, password="s3cret") as r:
+        assert r.url.startswith("rediss://:s3cret@")
+        b, got = await started(r.url)
+        try:
+            await b.subscribe("tls")
+            await b.apublish("tls", "m", "1", KEEP)
+            await asyncio.to_thread(b.publish, "tls", "m", "2", KEEP)
+            await got.wait(2)
+            assert got.offsets == [1, 2]
+        finally:
+            await b.close()
+        wrong = broker_from_url(r.url.replace("s3cret", "wrong"))
+        with pytest.raises(BrokerError, match=r"(?i)password|auth"):
+            await wrong.apublish("tls", "m", "3", KEEP)
+
+
 async def test_keys_expire(broker, redis):
     b, _ = broker
     await b.apublish("k", "m", "1", HistoryPolicy(size=10, ttl=30))
@@ -220,6 +237,16 @@ async def test_a_skipped_offset_is_filled_from_history(broker):
     await asyncio.sleep(0.2)
     assert [m.data_json for m in got.messages] == ["1", "2", "3"]
     assert got.offsets == [1, 2, 3]
+
+
+async def test_a_foreign_message_on_a_channel_is_ignored(broker, redis, caplog):
+    b, got = broker
+    await b.subscribe("x")
+    redis.client().publish(b._channel("x"), "not from tidings")
+    await b.apublish("x", "m", "1", KEEP)
+    await got.wait(1)
+    assert got.offsets == [1] and b.health()["reconnects"] == 0
+    assert "no tidings broker sent" in caplog.text
 
 
 async def test_client_kill_pubsub_loses_nothing(broker, redis):

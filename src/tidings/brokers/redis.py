@@ -15,7 +15,7 @@ them on one shard (see docs/redis.md for the layout)::
 count and age, PUBLISH the message with its position inside. Redis runs a script
 alone, so offsets are contiguous and every process sees a topic in offset order, even
 with many publishers. The script is idempotent (a random receipt id per publish), so
-redis-py may retry it after a broken connection without publishing twice; and it
+it is retried after a broken connection without being published twice; and it
 carries a deadline, so a publish stuck in a frozen Redis or a dead socket is refused
 when it finally arrives instead of appearing after the caller was told it failed.
 
@@ -457,6 +457,16 @@ class RedisBroker(Broker):
                 loop.create_task(self._listen_forever(), name="tidings-redis-pubsub"),
                 loop.create_task(self._refresh_presence(), name="tidings-redis-presence"),
             ]
+            for task in self._tasks:
+                task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Both tasks run until close(): say so loudly if one ends any other way."""
+        if task in self._tasks:
+            self._connected = False
+            error = None if task.cancelled() else task.exception()
+            logger.critical("%s ended (%r): this process no longer gets messages from Redis",
+                            task.get_name(), error)  # fmt: skip
 
     async def close(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -541,18 +551,22 @@ class RedisBroker(Broker):
         client = aioredis.Redis(connection_pool=pool)
         failures = 0
         warned = 0.0
+        up_since: float | None = None
         try:
             while True:
                 pubsub = client.pubsub()
                 try:
                     await pubsub.subscribe(f"{self._channel_prefix}~{new_id()}}}")
+                    up_since = time.monotonic()
                     topics = self._up(pubsub)
-                    failures = 0
                     if topics:
                         await self._send_subscribe(pubsub, topics)
                     await self._listen(pubsub)
                 except Exception as e:
-                    failures += 1
+                    # Back off from scratch only after a connection that held for a while.
+                    held = up_since is not None and time.monotonic() - up_since > 10
+                    failures = 1 if held else failures + 1
+                    up_since = None
                     if self._connected or time.monotonic() - warned > 30:
                         warned = time.monotonic()
                         self._down(e, failures)
@@ -641,11 +655,16 @@ class RedisBroker(Broker):
         sub = self._topics.get(topic)
         if sub is None:
             return
-        head, _, rest = payload.partition("\n")
-        epoch, offset, ms, event, flen = head.split(" ")
-        n = int(flen)
-        formats, data = (None, rest) if n < 0 else (rest[:n], rest[n:])
-        message = Message(topic, event, data, Position(epoch, int(offset)), int(ms) / 1000, formats)
+        try:
+            head, _, rest = payload.partition("\n")
+            epoch, offset, ms, event, flen = head.split(" ")
+            n = int(flen)
+            formats, data = (None, rest) if n < 0 else (rest[:n], rest[n:])
+            position = Position(epoch, int(offset))
+        except ValueError:
+            logger.error("ignoring a message on %s that no tidings broker sent", channel)
+            return
+        message = Message(topic, event, data, position, int(ms) / 1000, formats)
         gap = self._take(topic, sub, message)
         if gap is not None:
             await self._fill(topic, sub, gap, message)
