@@ -159,6 +159,55 @@ async def test_presence_add_remove(broker):
     assert await b.presence("nobody") == {}
 
 
+async def test_concurrent_apublish_is_contiguous_and_delivered_in_order(broker):
+    b, got = broker
+    await b.subscribe("c")
+
+    async def task(n: int) -> list[Position]:
+        return [await b.apublish("c", "m", f"{n}.{i}", KEEP) for i in range(25)]
+
+    positions = [p for ps in await asyncio.gather(*(task(n) for n in range(8))) for p in ps]
+    assert sorted(p.offset for p in positions) == list(range(1, 201))
+    await settle(got, 200)
+    assert [m.position.offset for m in got] == list(range(1, 201))
+    by_offset = {p.offset: p for p in positions}
+    assert all(m.position == by_offset[m.position.offset] for m in got)
+
+
+async def test_a_message_carries_event_data_formats_and_time(broker):
+    b, got = broker
+    await b.subscribe("x")
+    first = await b.apublish("x", "created", '{"a":[1,"é"]}', KEEP, '{"sse":"a\\nb"}')
+    await b.apublish("x", "m", "null", KEEP)
+    await settle(got, 2)
+    replay = await b.history("x", Position(first.epoch, 0))
+    for messages in (got, list(replay.messages)):
+        m, plain = messages
+        assert (m.topic, m.event, m.data, m.position) == ("x", "created", {"a": [1, "é"]}, first)
+        assert m.formats_json == '{"sse":"a\\nb"}' and plain.formats_json is None
+        assert abs(m.timestamp - time.time()) < 30
+
+
+async def test_deliveries_resume_after_unsubscribe_and_subscribe(broker):
+    b, got = broker
+    await b.subscribe("r")
+    await b.unsubscribe("r")
+    await b.subscribe("r")
+    p = await b.apublish("r", "m", "1", KEEP)
+    await settle(got, 1)
+    assert [m.position for m in got] == [p]
+
+
+async def test_presence_add_again_replaces_the_info(broker):
+    b, _ = broker
+    await b.presence_add("q", "c1", {"v": 1})
+    await b.presence_add("q", "c1", {"v": 2})
+    assert await b.presence("q") == {"c1": {"v": 2}}
+    await b.presence_remove("q", "c1")
+    await b.presence_remove("q", "c1")  # twice: nothing to do
+    assert await b.presence("q") == {}
+
+
 def test_publish_without_a_running_broker_still_keeps_history(broker_url):
     b = broker_from_url(broker_url)
     p = b.publish("x", "m", "1", KEEP)

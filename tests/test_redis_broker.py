@@ -381,6 +381,21 @@ async def test_subscribe_while_redis_is_down_fails_then_works_again(redis):
         await b.close()
 
 
+async def test_a_broker_started_while_redis_is_down_connects_when_it_comes_up(redis):
+    redis.kill()
+    b, got = await started(redis.url + "?socket_connect_timeout=1")
+    try:
+        await until(lambda: b.health()["last_error"] is not None, 20, "a failed attempt")
+        assert not b.health()["connected"]
+        redis.start()
+        await until(lambda: b.health()["connected"], 30, "the connection")
+        await b.subscribe("late")
+        await b.apublish("late", "m", "1", KEEP)
+        await got.wait(1)
+    finally:
+        await b.close()
+
+
 # -- presence ------------------------------------------------------------------------------
 async def test_presence_is_refreshed_while_alive_and_expires_after_a_crash(redis):
     url = redis.url + "?presence_ttl=1"

@@ -78,6 +78,33 @@ async def test_a_publish_on_one_server_reaches_the_clients_of_the_other(redis):
             assert Position.parse(got_b["position"]).offset == 2
 
 
+async def test_one_redis_subscription_per_topic_per_process_over_few_connections(redis):
+    """20 clients on two topics: each server subscribes each topic once, holds one
+    pub/sub connection and a few others, and drops a topic after its last subscriber."""
+    admin = redis.client()
+
+    def numsub(topic: str) -> int:
+        return int(dict(admin.pubsub_numsub(f"tidings:0:{{{topic}}}"))[f"tidings:0:{{{topic}}}"])
+
+    with tidings_server(redis.url) as s1, tidings_server(redis.url) as s2:
+        clients = [client(s1 if i % 2 else s2) for i in range(20)]
+        async with contextlib.AsyncExitStack() as stack:
+            for c in clients:
+                await stack.enter_async_context(c)
+                await c.subscribe("test.shared")
+            await clients[0].subscribe("test.alone")
+            assert numsub("test.shared") == 2  # one per process
+            assert numsub("test.alone") == 1
+            await clients[0].publish("test.shared", "hi")
+            for c in clients:
+                assert (await messages(c, 1))[0]["data"] == "hi"
+            mine = admin.client_id()
+            theirs = [c for c in admin.client_list() if int(c["id"]) != mine]
+            assert sum(1 for c in theirs if "P" in c["flags"]) == 2  # pub/sub: one each
+            assert len(theirs) <= 2 * (1 + 8), theirs  # and at most max_connections more
+        await until(lambda: numsub("test.shared") == 0 and numsub("test.alone") == 0, 10)
+
+
 async def test_a_process_without_a_server_publishes_to_the_servers_clients(redis):
     """A management command, a worker: tidings.publish() with no event loop at all."""
     code = (

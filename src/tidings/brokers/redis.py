@@ -319,7 +319,7 @@ class RedisBroker(Broker):
                 if failures > self.options.retries or time.monotonic() + pause > give_up:
                     raise BrokerError(self._unpublished(topic, e)) from e
                 time.sleep(pause)
-            except (redis.RedisError, OSError) as e:
+            except (redis.RedisError, OSError, UnicodeError) as e:
                 raise BrokerError(self._unpublished(topic, e)) from e
             else:
                 return self._published(topic, reply)
@@ -335,7 +335,7 @@ class RedisBroker(Broker):
         keys, args = self._publish_args(topic, event, data_json, history, formats_json)
         try:
             reply = await self._call("publish", keys, args)
-        except (redis.RedisError, OSError) as e:
+        except (redis.RedisError, OSError, UnicodeError) as e:
             raise BrokerError(self._unpublished(topic, e)) from e
         return self._published(topic, reply)
 
