@@ -1,16 +1,15 @@
 """The asyncio driver of one WebSocket connection: protocol session + hub + socket.
 
-Two loops per connection. The *writer* (the ASGI task itself) drains a bounded
-outbound queue of already-encoded frames into ``send``; the *reader* (one task) feeds
-client frames to the sans-I/O :class:`~tidings.protocol.Session` and acts on what it
-returns. The hub calls :meth:`Connection.deliver`, which only appends to the queue:
-when the queue is full the connection is cut (close 4009) and dropped from the hub at
-once, so it never holds up the publisher or anyone else.
+The ASGI task reads: it feeds client frames to the sans-I/O
+:class:`~tidings.protocol.Session` and acts on what it returns. Writing is the
+:class:`~tidings.writer.Writer`'s: the hub calls :meth:`Connection.deliver`, which
+writes the frame at once when the socket is idle and otherwise queues it, bounded; when
+the queue is full the connection is cut (close 4009) and dropped from the hub at once,
+so it never holds up the publisher or anyone else. An idle connection is one task.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -22,12 +21,10 @@ from tidings.handlers import Reject
 from tidings.joins import Joins
 from tidings.messages import Message
 from tidings.node import Node
-from tidings.outbox import Outbox
 from tidings.protocol import (
     CLOSE_SLOW_CONSUMER,
     Close,
     Error,
-    Limits,
     Ping,
     PresenceQuery,
     Publish,
@@ -40,31 +37,20 @@ from tidings.protocol import (
     reply_frame,
 )
 from tidings.types import Receive, Send
+from tidings.writer import Writer
 
 logger = logging.getLogger("tidings.connection")
 
 
 class Connection:
+    __slots__ = ("_joins", "id", "node", "session", "user", "writer")
+
     def __init__(self, node: Node, user: Any, send: Send) -> None:
-        settings = node.settings
         self.id = secrets.token_urlsafe(12)
         self.node = node
         self.user = user
-        self.session = Session(
-            Limits(
-                max_frame_bytes=settings.max_frame_bytes,
-                max_subscriptions=settings.max_subscriptions,
-                topic_max_length=settings.topic_max_length,
-                rate=settings.rate,
-                burst=settings.burst,
-            ),
-            time.monotonic(),
-        )
-        self._send = send
-        self._queue: Outbox[str] = Outbox(settings.queue_size)
-        self._wakeup: asyncio.Future[None] | None = None
-        self._close: Close | None = None
-        self._done = False
+        self.session = Session(node.limits, time.monotonic())
+        self.writer = Writer(send, node.settings.queue_size, self._overflow)
         self._joins = Joins()
 
     def __repr__(self) -> str:
@@ -72,92 +58,55 @@ class Connection:
 
     # -- outbound ------------------------------------------------------------------
     def deliver(self, message: Message) -> None:
-        """Queue a message of a subscribed topic (the hub calls this)."""
+        """Send (or queue) a message of a subscribed topic; the hub calls this."""
         if self._joins.busy() and not self._joins.admit(message):
             return
-        self._push(message.ws_frame, message.key)
+        self.writer.write(message.ws_frame, message.key)
 
-    def _push(self, frame: str, key: str | None = None) -> None:
-        if self._close is not None:
-            return
-        if not self._queue.put(frame, key):
-            self._overflow()
-            return
-        self._wake()
-
-    def _wake(self) -> None:
-        wakeup = self._wakeup
-        if wakeup is not None:
-            self._wakeup = None
-            if not wakeup.done():
-                wakeup.set_result(None)
+    def _push(self, frame: str) -> None:
+        self.writer.write(frame)
 
     def _overflow(self) -> None:
-        logger.info("%r: more than %d frames waiting, closing", self, self._queue.limit)
+        logger.info("%r: more than %d frames waiting, closing", self, self.writer.queue.limit)
         self.close(CLOSE_SLOW_CONSUMER, "slow consumer", drop=True)
         for topic in list(self.session.topics):
             self.node.unsubscribe_now(topic, self)
 
     def close(self, code: int, reason: str, *, drop: bool = False) -> None:
-        """Send what is queued (or ``drop`` it), then a close frame; end the connection."""
-        if self._close is None:
-            self._close = Close(code, reason)
-            if drop:
-                self._queue.clear()
-            self._wake()
-
-    async def _write(self) -> None:
-        queue, send = self._queue, self._send
-        loop = asyncio.get_running_loop()
-        while True:
-            while (frame := queue.pop()) is not None:
-                await send({"type": "websocket.send", "text": frame})
-            if self._close is not None or self._done:
-                break
-            self._wakeup = loop.create_future()
-            await self._wakeup
-        if self._close is not None and not self._done:
-            close = self._close
-            await send({"type": "websocket.close", "code": close.code, "reason": close.reason})
+        """Send what is queued (or ``drop`` it), then a close frame."""
+        self.writer.close(code, reason, drop=drop)
 
     # -- the connection's life -----------------------------------------------------
     async def serve(self, receive: Receive) -> None:
-        """Run until the client goes away or the connection is closed."""
-        reader = asyncio.get_running_loop().create_task(self._read(receive))
-        try:
-            await self._write()
-        except OSError:
-            pass  # the client is gone (uvicorn raises ClientDisconnected, an OSError)
-        finally:
-            self._done = True
-            if not reader.done():
-                reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-            await self._cleanup()
+        """Read and answer the client's frames until it goes away.
 
-    async def _read(self, receive: Receive) -> None:
+        After a close frame was sent, what the client still sends is ignored until its
+        close (or uvicorn's close timeout) ends the connection.
+        """
+        session, writer = self.session, self.writer
         try:
-            while self._close is None:
+            while True:
                 event = await receive()
                 kind = event["type"]
-                if kind == "websocket.receive":
-                    now = time.monotonic()
-                    text = event.get("text")
-                    if text is not None:
-                        outcome = self.session.receive_text(text, now)
-                    else:
-                        outcome = self.session.receive_bytes(event.get("bytes") or b"", now)
-                    if isinstance(outcome, Error):
-                        self._push(outcome.frame())
-                    elif isinstance(outcome, Close):
-                        self.close(outcome.code, outcome.reason)
-                    else:
-                        await self._handle(outcome)
-                elif kind == "websocket.disconnect":
+                if kind == "websocket.disconnect":
                     break
+                if kind != "websocket.receive" or writer.closing is not None:
+                    continue
+                now = time.monotonic()
+                text = event.get("text")
+                if text is not None:
+                    outcome = session.receive_text(text, now)
+                else:
+                    outcome = session.receive_bytes(event.get("bytes") or b"", now)
+                if isinstance(outcome, Error):
+                    self._push(outcome.frame())
+                elif isinstance(outcome, Close):
+                    self.close(outcome.code, outcome.reason)
+                else:
+                    await self._handle(outcome)
         finally:
-            self._done = self._done or self._close is None
-            self._wake()
+            writer.cancel()
+            await self._cleanup()
 
     async def _cleanup(self) -> None:
         for topic in list(self.session.topics):
@@ -214,9 +163,7 @@ class Connection:
         if request.since is not None:
             fields["recovered"] = result.recovered
         self._reply(request.id, **fields)
-        if messages and self._close is None:
-            self._queue.replay([m.ws_frame for m in messages])
-            self._wake()
+        self.writer.replay([m.ws_frame for m in messages])
 
     async def _unsubscribe(self, request: Unsubscribe) -> None:
         self.session.unsubscribed(request.topic)

@@ -16,7 +16,7 @@ from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.hub import Hub, Subscriber
 from tidings.messages import Message, Position
-from tidings.protocol import CLOSE_SERVICE_RESTART
+from tidings.protocol import CLOSE_SERVICE_RESTART, Limits
 
 if TYPE_CHECKING:
     from tidings.listener import Listener
@@ -32,6 +32,13 @@ class Node:
         self._ready: dict[str, asyncio.Future[None]] = {}
         self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # open HTTP streams/polls
         self.shutting_down = False
+        self.limits = Limits(  # one for every connection of this process
+            max_frame_bytes=settings.max_frame_bytes,
+            max_subscriptions=settings.max_subscriptions,
+            topic_max_length=settings.topic_max_length,
+            rate=settings.rate,
+            burst=settings.burst,
+        )
 
     @property
     def started(self) -> bool:

@@ -32,16 +32,22 @@ class Outbox(Generic[T]):
         self.limit = limit
         self.size = 0  # live items (superseded ones are not counted)
         self._allowance = 0  # replayed items still queued: they do not count against limit
-        self._items: deque[T | _Slot[T]] = deque()
+        self._items: deque[T | _Slot[T]] | None = None  # made on first use: idle costs nothing
         self._keyed: dict[Hashable, _Slot[T]] = {}
 
     def __bool__(self) -> bool:
         return self.size > 0
 
+    def _deque(self) -> deque[T | _Slot[T]]:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        return items
+
     def replay(self, items: list[T]) -> None:
         """Queue a replay from history, whatever its length: it is bounded by the history
         kept, and ``limit`` keeps applying to what arrives live on top of it."""
-        self._items.extend(items)
+        self._deque().extend(items)
         self.size += len(items)
         self._allowance += len(items)
 
@@ -50,7 +56,7 @@ class Outbox(Generic[T]):
         if key is None:
             if self.size >= self.limit + self._allowance:
                 return False
-            self._items.append(item)
+            self._deque().append(item)
             self.size += 1
             return True
         old = self._keyed.get(key)
@@ -60,14 +66,14 @@ class Outbox(Generic[T]):
         elif self.size >= self.limit + self._allowance:
             return False
         slot = self._keyed[key] = _Slot(item, key)
-        self._items.append(slot)
+        self._deque().append(slot)
         self.size += 1
         return True
 
     def pop(self) -> T | None:
         """The oldest live item, or ``None`` when empty."""
         items = self._items
-        while items:
+        while items:  # (None when nothing was ever queued)
             item = items.popleft()
             if isinstance(item, _Slot):
                 if item.item is None:
@@ -82,6 +88,7 @@ class Outbox(Generic[T]):
             if self._allowance:
                 self._allowance -= 1
             return item
+        self._items = None  # drained: give the memory back
         return None
 
     def pop_all(self) -> list[T]:
@@ -91,6 +98,6 @@ class Outbox(Generic[T]):
         return out
 
     def clear(self) -> None:
-        self._items.clear()
+        self._items = None
         self._keyed.clear()
         self.size = self._allowance = 0

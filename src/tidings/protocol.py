@@ -97,6 +97,8 @@ class Limits:
 class Session:
     """One connection's protocol state. Feed it frames; do what it returns."""
 
+    __slots__ = ("_refilled", "_strikes", "_tokens", "limits", "topics")
+
     def __init__(self, limits: Limits, now: float) -> None:
         self.limits = limits
         self.topics: set[str] = set()
