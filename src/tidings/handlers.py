@@ -44,6 +44,7 @@ class ClientMessage:
 Handler: TypeAlias = Callable[[ClientMessage], "Any | Awaitable[Any]"]
 
 _handlers: list[tuple[Pattern, Handler]] = []
+_found: dict[str, Handler | None] = {}  # find_handler's answers, per topic
 
 
 def handler(pattern: str) -> Callable[[Handler], Handler]:
@@ -51,6 +52,7 @@ def handler(pattern: str) -> Callable[[Handler], Handler]:
 
     def register(fn: Handler) -> Handler:
         _handlers.append((Pattern(pattern), fn))
+        _found.clear()
         return fn
 
     return register
@@ -58,12 +60,18 @@ def handler(pattern: str) -> Callable[[Handler], Handler]:
 
 def find_handler(topic: str) -> Handler | None:
     """The first handler registered for a pattern matching ``topic``."""
-    for pattern, fn in _handlers:
-        if pattern.match(topic):
-            return fn
-    return None
+    try:
+        return _found[topic]
+    except KeyError:
+        pass
+    found = next((fn for pattern, fn in _handlers if pattern.match(topic)), None)
+    if len(_found) >= 20_000:
+        _found.clear()
+    _found[topic] = found
+    return found
 
 
 def clear() -> None:
     """Forget every registered handler (for tests)."""
     _handlers.clear()
+    _found.clear()

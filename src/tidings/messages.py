@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -19,14 +18,14 @@ _SSE_LINES = re.compile(r"\r\n|\r|\n")
 _POSITION = re.compile(r"([A-Za-z0-9]{1,32}):(0|[1-9][0-9]{0,17})")
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where a message stands in a topic: ``offset`` within one continuous ``epoch``.
 
     Offsets count a topic's messages from 1 with no gaps. An epoch names one unbroken
     history; when history may have been lost the topic gets a new epoch, and positions
     from the old one can no longer be resumed from. The text form ``"<epoch>:<offset>"``
-    is safe in URLs and HTTP headers; clients treat it as opaque.
+    is safe in URLs and HTTP headers; clients treat it as opaque. (A named tuple: it is
+    made for every message, and tuples are the cheapest immutable objects to make.)
     """
 
     epoch: str
@@ -46,9 +45,12 @@ class Position:
         return cls(m.group(1), int(m.group(2)))
 
 
+_ENCODER = DjangoJSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_data(data: Any) -> str:
     """JSON text of ``data``; Django's encoder, so dates, decimals and UUIDs just work."""
-    return json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(data)
 
 
 class Message:
@@ -96,10 +98,11 @@ class Message:
         """The WebSocket text frame, encoded on first use and shared by every subscriber."""
         frame = self._ws_frame
         if frame is None:
+            # Topics, event names and positions are made of characters JSON never escapes
+            # (tidings.topics), so they are quoted as they are.
             frame = self._ws_frame = (
-                f'{{"op":"message","topic":{json.dumps(self.topic)},'
-                f'"position":"{self.position}","event":{json.dumps(self.event)},'
-                f'"data":{self.data_json}}}'
+                f'{{"op":"message","topic":"{self.topic}","position":"{self.position}",'
+                f'"event":"{self.event}","data":{self.data_json}}}'
             )
         return frame
 

@@ -27,6 +27,8 @@ async def may(node: Node, user: Any, action: rules.Action, topic: str) -> bool:
     check = rules.find_check(node.settings.rules, action, topic)
     if check is None:
         return action == "publish" and handlers.find_handler(topic) is not None
+    if check is True or check is False:
+        return check
     return await rules.evaluate(check, user, topic)
 
 

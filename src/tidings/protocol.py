@@ -210,6 +210,11 @@ class Session:
 
 # -- server frames ----------------------------------------------------------------
 def reply_frame(rid: RequestId, **fields: Any) -> str:
+    if fields.keys() == {"topic", "position"} and isinstance(rid, int):
+        # the reply to every publish: built by hand (topics and positions need no escaping)
+        position = fields["position"]
+        position = "null" if position is None else f'"{position}"'
+        return f'{{"id":{rid},"ok":true,"topic":"{fields["topic"]}","position":{position}}}'
     return json.dumps({"id": rid, "ok": True, **fields}, separators=(",", ":"))
 
 

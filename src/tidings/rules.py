@@ -59,6 +59,7 @@ def _validate(check: Check | None, where: str) -> Check | None:
 
 
 _registered: list[Rule] = []
+_found: dict[tuple[int, Action, str], Check | None] = {}  # find_check's answers
 
 
 def allow(pattern: str, *, subscribe: Check | None = None, publish: Check | None = None) -> Rule:
@@ -72,12 +73,14 @@ def allow(pattern: str, *, subscribe: Check | None = None, publish: Check | None
         _validate(publish, f"allow({pattern!r}, publish=...)"),
     )
     _registered.append(rule)
+    _found.clear()
     return rule
 
 
 def clear() -> None:
     """Forget every rule registered with :func:`allow` (for tests)."""
     _registered.clear()
+    _found.clear()
 
 
 def from_settings(raw: dict[str, dict[str, Any]]) -> tuple[Rule, ...]:
@@ -98,12 +101,26 @@ def from_settings(raw: dict[str, dict[str, Any]]) -> tuple[Rule, ...]:
 
 
 def find_check(settings_rules: tuple[Rule, ...], action: Action, topic: str) -> Check | None:
-    """The check that decides ``action`` on ``topic``, or ``None`` if no rule speaks to it."""
+    """The check that decides ``action`` on ``topic``, or ``None`` if no rule speaks to it.
+
+    Answers are remembered per topic (rules only change by :func:`allow`, which forgets
+    them, or with the settings, which are another tuple).
+    """
+    key = (id(settings_rules), action, topic)
+    try:
+        return _found[key]
+    except KeyError:
+        pass
+    found: Check | None = None
     for rule in (*settings_rules, *_registered):
         check: Check | None = rule.subscribe if action == "subscribe" else rule.publish
         if check is not None and rule.pattern.match(topic):
-            return check
-    return None
+            found = check
+            break
+    if len(_found) >= 20_000:
+        _found.clear()
+    _found[key] = found
+    return found
 
 
 async def evaluate(check: Check, user: Any, topic: str) -> bool:

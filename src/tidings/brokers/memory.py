@@ -92,15 +92,24 @@ class MemoryBroker(Broker):
             stream.trim(history, now)
             loop = self._loop
             if loop is None:
-                return message.position
-            self._outbox.append(message)
-            schedule = not self._drain_scheduled
-            self._drain_scheduled = True
-        if _running_loop() is loop:
+                return position
+            on_loop = asyncio._get_running_loop() is loop
+            if on_loop and not self._outbox:
+                direct = True  # nothing from other threads waits: deliver it here, now
+            else:
+                direct = False
+                self._outbox.append(message)
+                schedule = not self._drain_scheduled
+                self._drain_scheduled = True
+        deliver = self._deliver
+        if direct:
+            if deliver is not None:
+                deliver(message)
+        elif on_loop:
             self._drain()
         elif schedule:
             loop.call_soon_threadsafe(self._drain)
-        return message.position
+        return position
 
     async def apublish(
         self,
@@ -163,10 +172,3 @@ class MemoryBroker(Broker):
         now = time.monotonic()
         entries = self._presence.get(topic, {})
         return {cid: info for cid, (expires, info) in entries.items() if expires > now}
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
