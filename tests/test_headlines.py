@@ -73,6 +73,7 @@ def test_the_articles_curl_session(headline):
             zip(
                 ("status", "headers", "body"),
                 curl("-H", f"If-None-Match: {etag}", "-H", "Wait: 20", headline),
+                strict=True,
             )
         )
     )
@@ -147,7 +148,7 @@ async def test_sse_on_the_same_url_streams_updates(headline):
         async with http.stream("GET", headline, headers={"Accept": "text/event-stream"}) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             events = sse_events(r)
-            status, headers, _ = await asyncio.to_thread(put, headline, type="sse", text="one")
+            _, headers, _ = await asyncio.to_thread(put, headline, type="sse", text="one")
             e = await next_event(events)
             assert e.event == "update" and json.loads(e.data)["text"] == "one"
             assert f'"{e.id}"' == headers["etag"]  # the event id is the ETag's position

@@ -227,3 +227,9 @@ async def test_same_private_topic_same_answer_on_every_transport(server):
             async with http.stream("GET", "/realtime/sse", params={"topic": "members.same"}) as r:
                 sse_ok = r.status_code == 200
         assert (ws_ok, sse_ok, poll_ok) == (allowed, allowed, allowed)
+
+
+async def test_health(server):
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        r = await http.get("/realtime/health")
+    assert r.status_code == 200 and r.json() == {"ok": True}  # no details for anonymous users

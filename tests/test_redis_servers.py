@@ -305,3 +305,23 @@ async def test_a_killed_server_s_client_resumes_on_the_other_and_its_presence_ex
                 assert sorted(m["name"] for m in members.values()) == ["ann", "watcher"]
     assert gone_after < ttl + 2, gone_after  # within the TTL, give or take a slow machine
     assert json.dumps(members)  # the new entry is plain JSON
+
+
+async def test_health_says_when_redis_is_gone(redis: RedisServer) -> None:
+    import httpx
+
+    with tidings_server(redis.url + "?keepalive=1") as srv:
+        async with httpx.AsyncClient(base_url=srv.url) as http, client(srv) as c:
+            await c.subscribe("test.health")  # the listener runs once a topic is wanted
+            assert (await http.get("/realtime/health")).status_code == 200
+            redis.stop()
+            deadline = time.monotonic() + 30
+            while (r := await http.get("/realtime/health")).status_code != 503:
+                assert time.monotonic() < deadline, r.text
+                await asyncio.sleep(0.2)
+            assert r.json() == {"ok": False}
+            redis.start()
+            deadline = time.monotonic() + 30
+            while (await http.get("/realtime/health")).status_code != 200:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
@@ -65,6 +65,12 @@ class Node:
             if isinstance(data, dict) and isinstance(data.get(field), str | int):
                 message.key = f"{message.topic}\0{data[field]}"
         self.hub.dispatch(message)
+
+    def health(self) -> dict[str, Any]:
+        """``ok`` when the broker is connected and the server is not shutting down."""
+        broker = self.broker.health()
+        ok = bool(broker.get("connected")) and not self.shutting_down
+        return {"ok": ok, "broker": broker}
 
     def begin_shutdown(self) -> None:
         """The server is going down: end every stream and held poll now (1012), so their

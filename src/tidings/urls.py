@@ -3,6 +3,7 @@
 
 from django.urls import path
 
+from tidings.transports.http import health_view
 from tidings.transports.longpoll import poll_view, publish_view
 from tidings.transports.sse import sse_view
 
@@ -11,4 +12,5 @@ urlpatterns = [
     path("sse", sse_view, name="sse"),
     path("poll", poll_view, name="poll"),
     path("publish", publish_view, name="publish"),
+    path("health", health_view, name="health"),
 ]

@@ -13,8 +13,9 @@ A broker does four things and makes no policy:
    the broker's.
 3. **History**: the messages after a position, or a plain "cannot" — never a partial
    replay passed off as complete (:class:`HistoryResult`).
-4. **Presence**: a per-topic map of connection id -> member info, with entries that
-   expire unless refreshed, so a crashed process's entries go away by themselves.
+4. **Presence**: a per-topic map of connection id -> member info. The broker keeps the
+   entries of its own live process until they are removed; the entries of a process
+   that died expire by themselves (within the broker's presence TTL).
 
 ``publish`` is synchronous and may be called from any thread (Django views, management
 commands, workers); ``apublish`` is its twin for async code. Both raise
@@ -107,6 +108,11 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def history(self, topic: str, since: Position | None) -> HistoryResult:
         """Messages after ``since`` (``None``: just the current position)."""
+
+    def health(self) -> dict[str, Any]:
+        """Whether this broker can move messages now (``connected``), and what else it
+        can tell (reconnects, last error...). The memory broker is always connected."""
+        return {"connected": True}
 
     @abc.abstractmethod
     async def presence_add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:

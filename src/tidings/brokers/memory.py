@@ -18,8 +18,6 @@ from tidings.brokers.base import Broker, Deliver, HistoryResult
 from tidings.conf import HistoryPolicy
 from tidings.messages import Message, Position
 
-PRESENCE_TTL = 60.0
-
 
 def new_epoch() -> str:
     return secrets.token_hex(4)
@@ -51,7 +49,8 @@ class MemoryBroker(Broker):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Deliver | None = None
         self._drain_scheduled = False
-        self._presence: dict[str, dict[str, tuple[float, dict[str, Any]]]] = {}
+        # Presence lives and dies with this one process: an entry stays until removed.
+        self._presence: dict[str, dict[str, dict[str, Any]]] = {}
 
     async def start(self, deliver: Deliver) -> None:
         self._loop = asyncio.get_running_loop()
@@ -159,7 +158,7 @@ class MemoryBroker(Broker):
             return HistoryResult(position, recovered=True, messages=messages)
 
     async def presence_add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
-        self._presence.setdefault(topic, {})[conn_id] = (time.monotonic() + PRESENCE_TTL, info)
+        self._presence.setdefault(topic, {})[conn_id] = info
 
     async def presence_remove(self, topic: str, conn_id: str) -> None:
         entries = self._presence.get(topic)
@@ -169,6 +168,4 @@ class MemoryBroker(Broker):
                 del self._presence[topic]
 
     async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
-        now = time.monotonic()
-        entries = self._presence.get(topic, {})
-        return {cid: info for cid, (expires, info) in entries.items() if expires > now}
+        return dict(self._presence.get(topic, {}))

@@ -15,7 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from tidings import policy
 from tidings.auth import origin_allowed
 from tidings.messages import Position
-from tidings.node import Node
+from tidings.node import Node, get_node
 from tidings.topics import topic_error
 
 STATUS = {
@@ -88,3 +88,18 @@ def parse_cursor(text: str, topics: list[str]) -> dict[str, Position | None]:
 
 def cursor(positions: dict[str, Position], topics: list[str]) -> str:
     return ",".join(str(positions[t]) for t in topics)
+
+
+async def health_view(request: HttpRequest) -> JsonResponse:
+    """``GET /realtime/health``: 200 ``{"ok": true}`` while this process can deliver, else 503.
+
+    For load balancers and probes. Staff users also get the broker's details
+    (reconnects, last error).
+    """
+    node = get_node()
+    health = node.health()
+    body: dict[str, Any] = {"ok": health["ok"]}
+    user = await request.auser()
+    if getattr(user, "is_staff", False):
+        body["broker"] = health["broker"]
+    return JsonResponse(body, status=200 if health["ok"] else 503)
