@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tidings.holds import hold_longpoll, hold_stream, hold_websocket, is_websocket
     from tidings.messages import Message, Position
     from tidings.rules import allow
+    from tidings.tracker import track
 
 __all__ = [
     "ClientMessage",
@@ -38,6 +39,7 @@ __all__ = [
     "hold_websocket",
     "is_websocket",
     "publish",
+    "track",
 ]
 
 _WHERE = {
@@ -54,6 +56,7 @@ _WHERE = {
     "Reject": "tidings.handlers",
     "Message": "tidings.messages",
     "Position": "tidings.messages",
+    "track": "tidings.tracker",
 }
 
 

@@ -15,7 +15,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from tidings.rules import Rule, from_settings
-from tidings.topics import Pattern
+from tidings.topics import RESERVED, Pattern
 
 DEFAULTS: dict[str, Any] = {
     "BROKER": "memory://",
@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "SSE_RETRY_MS": 2000,
     "POLL_TIMEOUT": 25.0,
     "POLL_MAX_TIMEOUT": 120.0,
+    "PRESENCE_SYNC": 10.0,
 }
 
 
@@ -72,6 +73,7 @@ class Settings:
     sse_retry_ms: int
     poll_timeout: float
     poll_max_timeout: float
+    presence_sync: float
     _history_cache: dict[str, HistoryPolicy] = field(default_factory=dict, compare=False)
 
     @property
@@ -88,6 +90,8 @@ class Settings:
             return self._history_cache[topic]
         except KeyError:
             pass
+        if topic.startswith(RESERVED):  # tidings' own topics (presence diffs) keep no history
+            return HistoryPolicy(0, 0)
         policy = next((p for pat, p in self.history_overrides if pat.match(topic)), self.history)
         if len(self._history_cache) > 10_000:
             self._history_cache.clear()
@@ -137,6 +141,7 @@ def load() -> Settings:
         sse_retry_ms=int(raw["SSE_RETRY_MS"]),
         poll_timeout=float(raw["POLL_TIMEOUT"]),
         poll_max_timeout=float(raw["POLL_MAX_TIMEOUT"]),
+        presence_sync=float(raw["PRESENCE_SYNC"]),
     )
 
 

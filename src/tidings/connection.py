@@ -21,6 +21,7 @@ from tidings.handlers import Reject
 from tidings.joins import Joins
 from tidings.messages import Message
 from tidings.node import Node
+from tidings.presence import Entry
 from tidings.protocol import (
     CLOSE_SLOW_CONSUMER,
     Close,
@@ -36,6 +37,7 @@ from tidings.protocol import (
     error_frame,
     reply_frame,
 )
+from tidings.tracker import Tracked, find_tracked
 from tidings.types import Receive, Send
 from tidings.writer import Writer
 
@@ -43,7 +45,7 @@ logger = logging.getLogger("tidings.connection")
 
 
 class Connection:
-    __slots__ = ("_joins", "id", "node", "session", "user", "writer")
+    __slots__ = ("_joins", "_presence", "id", "node", "session", "user", "writer")
 
     def __init__(self, node: Node, user: Any, send: Send) -> None:
         self.id = secrets.token_urlsafe(12)
@@ -52,6 +54,8 @@ class Connection:
         self.session = Session(node.limits, time.monotonic())
         self.writer = Writer(send, node.settings.queue_size, self._overflow)
         self._joins = Joins()
+        # topics whose presence this connection watches -> its own entry when tracked
+        self._presence: dict[str, Entry | None] = {}
 
     def __repr__(self) -> str:
         return f"<Connection {self.id}>"
@@ -64,6 +68,10 @@ class Connection:
         self.writer.write(message.ws_frame, message.key)
 
     def _push(self, frame: str) -> None:
+        self.writer.write(frame)
+
+    def presence_frame(self, topic: str, frame: str) -> None:
+        """A presence state or diff of a watched topic (the tracker calls this)."""
         self.writer.write(frame)
 
     def _overflow(self) -> None:
@@ -112,7 +120,15 @@ class Connection:
         for topic in list(self.session.topics):
             self.session.unsubscribed(topic)
             await self.node.unsubscribe(topic, self)
-            await self.node.broker.presence_remove(topic, self.id)
+            await self._leave_presence(topic)
+
+    async def _leave_presence(self, topic: str) -> None:
+        if topic not in self._presence:
+            return
+        entry = self._presence.pop(topic)
+        if entry is not None:
+            await self.node.tracker.leave(topic, self.id)
+        await self.node.tracker.unwatch(topic, self)
 
     # -- requests --------------------------------------------------------------------
     async def _handle(self, request: Request) -> None:
@@ -124,8 +140,7 @@ class Connection:
             elif isinstance(request, Unsubscribe):
                 await self._unsubscribe(request)
             elif isinstance(request, PresenceQuery):
-                members = await self.node.broker.presence(request.topic)
-                self._reply(request.id, topic=request.topic, members=members)
+                await self._presence_query(request)
             elif isinstance(request, Ping):
                 self._reply(request.id)
         except BrokerError as e:
@@ -149,11 +164,14 @@ class Connection:
         if not await policy.may(self.node, self.user, "subscribe", topic):
             self._push(error_frame(request.id, "forbidden", f"You may not subscribe to {topic!r}."))
             return
+        tracked = find_tracked(topic) if request.presence is not None else None
+        if request.presence is not None and tracked is None:
+            message = f"Presence is not enabled on {topic!r}."
+            self._push(error_frame(request.id, "bad_request", message))
+            return
         self.session.subscribed(topic)
         try:
             result, messages = await self._joins.join(self.node, topic, self, request.since)
-            if request.presence is not None:
-                await self.node.broker.presence_add(topic, self.id, request.presence)
         except BaseException:
             self.session.unsubscribed(topic)
             self._joins.forget(topic)
@@ -164,12 +182,44 @@ class Connection:
             fields["recovered"] = result.recovered
         self._reply(request.id, **fields)
         self.writer.replay([m.ws_frame for m in messages])
+        if tracked is not None:
+            await self._join_presence(topic, tracked, request.presence)
+
+    async def _join_presence(self, topic: str, tracked: Tracked, presence: object) -> None:
+        """Watch ``topic``'s presence; with a meta, track this connection too."""
+        self._presence[topic] = None
+        self._push(await self.node.tracker.watch(topic, self))
+        if isinstance(presence, dict):
+            member = await tracked.member_of(self.user, topic)
+            if member is not None:
+                entry = self._presence[topic] = Entry(member[0], member[1], presence)
+                await self.node.tracker.join(topic, self.id, entry)
+
+    async def _presence_query(self, request: PresenceQuery) -> None:
+        topic, tracker = request.topic, self.node.tracker
+        if request.meta is None:
+            if find_tracked(topic) is None:
+                message = f"Presence is not enabled on {topic!r}."
+                self._push(error_frame(request.id, "bad_request", message))
+                return
+            self._reply(request.id, topic=topic, **await tracker.query(topic))
+            return
+        entry = self._presence.get(topic)
+        if entry is None:
+            message = (
+                f"This connection is not tracked on {topic!r}: subscribe with a presence meta."
+            )
+            self._push(error_frame(request.id, "bad_request", message))
+            return
+        entry = self._presence[topic] = Entry(entry.key, entry.info, request.meta)
+        await tracker.join(topic, self.id, entry)
+        self._reply(request.id, topic=topic)
 
     async def _unsubscribe(self, request: Unsubscribe) -> None:
         self.session.unsubscribed(request.topic)
         self._joins.forget(request.topic)
         await self.node.unsubscribe(request.topic, self)
-        await self.node.broker.presence_remove(request.topic, self.id)
+        await self._leave_presence(request.topic)
         self._reply(request.id, topic=request.topic)
 
     async def _publish(self, request: Publish) -> None:

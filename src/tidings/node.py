@@ -17,6 +17,7 @@ from tidings.conf import Settings, get_settings
 from tidings.hub import Hub, Subscriber
 from tidings.messages import Message, Position
 from tidings.protocol import CLOSE_SERVICE_RESTART, Limits
+from tidings.tracker import Tracker
 
 if TYPE_CHECKING:
     from tidings.listener import Listener
@@ -32,6 +33,7 @@ class Node:
         self._ready: dict[str, asyncio.Future[None]] = {}
         self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # open HTTP streams/polls
         self.shutting_down = False
+        self.tracker = Tracker(self)
         self.limits = Limits(  # one for every connection of this process
             max_frame_bytes=settings.max_frame_bytes,
             max_subscriptions=settings.max_subscriptions,
@@ -80,6 +82,7 @@ class Node:
             listener.stop(CLOSE_SERVICE_RESTART, "service restart")
 
     async def stop(self) -> None:
+        await self.tracker.close()
         if self._loop is not None:
             self._loop = None
             await self.broker.close()

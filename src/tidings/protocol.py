@@ -31,7 +31,7 @@ class Subscribe:
     id: RequestId
     topic: str
     since: Position | None
-    presence: dict[str, Any] | None
+    presence: dict[str, Any] | bool | None  # True: watch; a dict: track with this meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,7 @@ class Publish:
 class PresenceQuery:
     id: RequestId
     topic: str
+    meta: dict[str, Any] | None = None  # given: update this connection's meta
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,12 @@ class Session:
             return Error(rid, "not_subscribed", f"Not subscribed to {topic!r}.")
         if op == "unsubscribe":
             return Unsubscribe(rid, topic)
-        return PresenceQuery(rid, topic)
+        meta = frame.get("meta")
+        if meta is not None:
+            problem = _meta_error(meta)
+            if problem is not None:
+                return Error(rid, "bad_request", f"'meta': {problem}")
+        return PresenceQuery(rid, topic, meta)
 
     def _subscribe(self, rid: RequestId, topic: str, frame: dict[str, Any]) -> Outcome:
         since = frame.get("since")
@@ -188,8 +194,12 @@ class Session:
             except ValueError as e:
                 return Error(rid, "bad_request", f"'since': {e}")
         presence = frame.get("presence")
-        if presence is not None and not isinstance(presence, dict):
-            return Error(rid, "bad_request", "'presence' must be an object.")
+        if presence is False:
+            presence = None
+        if presence is not None and presence is not True:
+            problem = _meta_error(presence)
+            if problem is not None:
+                return Error(rid, "bad_request", f"'presence': {problem}")
         if topic not in self.topics and len(self.topics) >= self.limits.max_subscriptions:
             return Error(
                 rid,
@@ -206,6 +216,20 @@ class Session:
         if problem is not None:
             return Error(rid, "bad_request", problem)
         return Publish(rid, topic, event, frame["data"])
+
+
+MAX_META_BYTES = 1024
+
+
+def _meta_error(meta: object) -> str | None:
+    """Why ``meta`` cannot be a presence meta (a small JSON object), or ``None``."""
+    if not isinstance(meta, dict):
+        return "must be true (watch) or an object (the meta to track this connection with)."
+    if "ref" in meta:
+        return "'ref' is set by the server."
+    if len(json.dumps(meta)) > MAX_META_BYTES:
+        return f"at most {MAX_META_BYTES} bytes of JSON."
+    return None
 
 
 # -- server frames ----------------------------------------------------------------

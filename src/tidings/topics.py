@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+RESERVED = "tidings."  # topics and event names of tidings' own
 _TOPIC_CHARS = r"A-Za-z0-9_\-.:@=+"
 _TOPIC = re.compile(rf"[{_TOPIC_CHARS}]+")
 _EVENT = re.compile(rf"[{_TOPIC_CHARS}]{{1,64}}")
@@ -23,6 +24,8 @@ def topic_error(topic: object, max_length: int) -> str | None:
         return f"A topic may have at most {max_length} characters."
     if not _TOPIC.fullmatch(topic):
         return "A topic may only contain A-Z a-z 0-9 and _ - . : @ = +"
+    if topic.startswith(RESERVED):
+        return f"Topics starting with {RESERVED!r} are reserved."
     return None
 
 
@@ -30,7 +33,7 @@ def event_error(event: object) -> str | None:
     """Why ``event`` is not a valid event name, or ``None`` when it is."""
     if not isinstance(event, str) or not _EVENT.fullmatch(event):
         return "An event name is 1 to 64 characters from A-Z a-z 0-9 and _ - . : @ = +"
-    if event.startswith("tidings."):
+    if event.startswith(RESERVED):
         return "Event names starting with 'tidings.' are reserved."
     return None
 

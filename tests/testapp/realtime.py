@@ -26,3 +26,16 @@ def quiet(msg: tidings.ClientMessage) -> None:
 @tidings.handler("boom.*")
 async def boom(msg: tidings.ClientMessage) -> None:
     raise RuntimeError("handler bug")
+
+
+# presence: members are logged-in users, known by username; anonymous users may watch
+def _member(user, topic):
+    return (user.username, {"name": user.username}) if user.is_authenticated else None
+
+
+tidings.allow("presence.*", subscribe=True, publish=True)
+tidings.track("presence.*", member=_member)
+tidings.allow("crowd.*", subscribe=True)
+tidings.track("crowd.*", member=_member, counts_only=True)
+tidings.allow("secret.*", subscribe="authenticated")
+tidings.track("secret.*", member=_member)
