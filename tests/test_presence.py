@@ -189,3 +189,62 @@ async def test_bad_presence_requests(server, fields, code):
         with pytest.raises(RequestFailed) as e:
             await c.request("subscribe", **fields)
         assert e.value.code == code
+
+
+# -- over SSE and long-poll -------------------------------------------------------------
+
+
+async def test_presence_over_sse_watch_and_track(server, users):
+    import json
+
+    import httpx
+
+    from tests.http_helpers import next_event, sse_events
+
+    topic = "presence.sse1"
+    async with Client(server.ws_url, origin=server.url, cookies=users["alice"]) as a:
+        await a.subscribe(topic, presence={"state": "viewing"})
+        wa = Watcher(a, topic)
+        await wa.until(lambda s: summary(s) == {"alice": ["viewing"]})
+        params = {"topic": topic, "presence": json.dumps({topic: {"state": "reading"}})}
+        async with httpx.AsyncClient(base_url=server.url, cookies=users["bob"], timeout=10) as http:
+            async with http.stream("GET", "/realtime/sse", params=params) as r:
+                events = sse_events(r)
+                assert (await next_event(events)).event == "tidings.open"
+                first = await next_event(events)
+                assert first.event == "tidings.presence"
+                state = apply({}, json.loads(first.data))
+                while summary(state) != {"alice": ["viewing"], "bob": ["reading"]}:
+                    e = await next_event(events)
+                    assert e.event == "tidings.presence_diff"
+                    state = apply(state, json.loads(e.data))
+                # the WebSocket member sees the SSE member, who is tracked while streaming
+                await wa.until(lambda s: summary(s) == {"alice": ["viewing"], "bob": ["reading"]})
+        await wa.until(
+            lambda s: summary(s) == {"alice": ["viewing"]}, timeout=5
+        )  # stream gone: left
+
+
+async def test_presence_in_long_poll_answers(server, users):
+    import json
+
+    import httpx
+
+    topic = "presence.lp1"
+    async with Client(server.ws_url, origin=server.url, cookies=users["alice"]) as a:
+        await a.subscribe(topic, presence={"state": "editing"})
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            params = {"topic": topic, "timeout": 0, "presence": json.dumps({topic: True})}
+            for _ in range(50):
+                body = (await http.get("/realtime/poll", params=params)).json()
+                if "alice" in body["presence"][topic]["state"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert summary(body["presence"][topic]["state"]) == {"alice": ["editing"]}
+            bad = await http.get(
+                "/realtime/poll",
+                params={"topic": "test.x", "presence": json.dumps({"test.x": True})},
+            )
+            assert bad.status_code == 400 and bad.json()["error"]["topic"] == "test.x"
+            bad = await http.get("/realtime/poll", params={"topic": topic, "presence": "[1]"})
+            assert bad.status_code == 400

@@ -30,6 +30,7 @@ class Listener:
         self._joins = Joins()
         self._joined: list[str] = []
         self._wakeup: asyncio.Future[None] | None = None
+        self.presence_frames: list[str] = []  # presence state/diff frames, for SSE
 
     async def __aenter__(self) -> Listener:
         return self
@@ -52,6 +53,16 @@ class Listener:
     def deliver(self, message: Message) -> None:
         if not self._joins.busy() or self._joins.admit(message):
             self._add(message)
+
+    def presence_frame(self, topic: str, frame: str) -> None:
+        """A presence frame of a watched topic (the tracker calls this)."""
+        if self.overflowed:
+            return
+        if len(self.presence_frames) >= self.node.settings.queue_size:
+            self.stop()  # as slow as that: the client reconnects and gets the state anew
+            return
+        self.presence_frames.append(frame)
+        self._wake()
 
     def stop(self, code: int | None = None, reason: str = "") -> None:
         """Make :meth:`wait` return now, for good: the client went away, or (with a close
@@ -81,7 +92,7 @@ class Listener:
 
     async def wait(self, timeout: float | None) -> bool:
         """Wait until a message is queued (or the listener overflowed); ``False`` on timeout."""
-        if self._queue or self.overflowed:
+        if self._queue or self.overflowed or self.presence_frames:
             return True
         self._wakeup = asyncio.get_running_loop().create_future()
         try:

@@ -180,7 +180,7 @@ class Session:
             return Unsubscribe(rid, topic)
         meta = frame.get("meta")
         if meta is not None:
-            problem = _meta_error(meta)
+            problem = meta_error(meta)
             if problem is not None:
                 return Error(rid, "bad_request", f"'meta': {problem}")
         return PresenceQuery(rid, topic, meta)
@@ -197,7 +197,7 @@ class Session:
         if presence is False:
             presence = None
         if presence is not None and presence is not True:
-            problem = _meta_error(presence)
+            problem = meta_error(presence)
             if problem is not None:
                 return Error(rid, "bad_request", f"'presence': {problem}")
         if topic not in self.topics and len(self.topics) >= self.limits.max_subscriptions:
@@ -221,7 +221,7 @@ class Session:
 MAX_META_BYTES = 1024
 
 
-def _meta_error(meta: object) -> str | None:
+def meta_error(meta: object) -> str | None:
     """Why ``meta`` cannot be a presence meta (a small JSON object), or ``None``."""
     if not isinstance(meta, dict):
         return "must be true (watch) or an object (the meta to track this connection with)."

@@ -8,6 +8,7 @@ it as ``since`` for the next poll. Positions contain no comma, so it needs no es
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -16,7 +17,9 @@ from tidings import policy
 from tidings.auth import origin_allowed
 from tidings.messages import Position
 from tidings.node import Node, get_node
+from tidings.protocol import meta_error
 from tidings.topics import topic_error
+from tidings.tracker import find_tracked
 
 STATUS = {
     "bad_request": 400,
@@ -103,3 +106,29 @@ async def health_view(request: HttpRequest) -> JsonResponse:
     if getattr(user, "is_staff", False):
         body["broker"] = health["broker"]
     return JsonResponse(body, status=200 if health["ok"] else 503)
+
+
+def parse_presence(request: HttpRequest, topics: list[str]) -> dict[str, Any] | JsonResponse:
+    """The ``presence`` parameter: a JSON object, topic -> ``true`` (watch) or a meta
+    (track this client with it). Every topic named must be in the request and tracked."""
+    raw = request.GET.get("presence")
+    if raw is None:
+        return {}
+    try:
+        wanted = json.loads(raw)
+    except ValueError:
+        wanted = None
+    if not isinstance(wanted, dict):
+        return error("bad_request", "'presence' must be a JSON object: topic -> true or a meta.")
+    for topic, value in wanted.items():
+        if topic not in topics:
+            return error(
+                "bad_request", f"'presence' names {topic[:80]!r}, not a topic of the request."
+            )
+        if find_tracked(topic) is None:
+            return error("bad_request", f"Presence is not enabled on {topic!r}.", topic)
+        if value is not True:
+            problem = meta_error(value)
+            if problem is not None:
+                return error("bad_request", f"'presence' of {topic!r}: {problem}", topic)
+    return wanted

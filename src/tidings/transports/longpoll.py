@@ -30,7 +30,14 @@ from tidings.listener import Listener
 from tidings.messages import Position
 from tidings.node import get_node
 from tidings.topics import event_error, topic_error
-from tidings.transports.http import cursor, error, open_topics, origin_refused, parse_cursor
+from tidings.transports.http import (
+    cursor,
+    error,
+    open_topics,
+    origin_refused,
+    parse_cursor,
+    parse_presence,
+)
 
 
 async def poll_view(request: HttpRequest) -> HttpResponseBase:
@@ -41,6 +48,9 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
     if not isinstance(opened, tuple):
         return opened
     _user, topics = opened
+    presence = parse_presence(request, topics)
+    if not isinstance(presence, dict):
+        return presence
     resume = request.GET.get("since")
     try:
         since = parse_cursor(resume, topics) if resume else {}
@@ -73,8 +83,12 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
     body = (
         '{"messages":['
         + ",".join(m.ws_frame for m in messages)
-        + f'],"since":{json.dumps(cursor(positions, topics))},"topics":{json.dumps(info)}}}'
+        + f'],"since":{json.dumps(cursor(positions, topics))},"topics":{json.dumps(info)}'
     )
+    if presence:  # a snapshot: a poller watches presence, it is not tracked (not connected)
+        views = {topic: await node.tracker.query(topic) for topic in presence}
+        body += f',"presence":{json.dumps(views)}'
+    body += "}"
     response = HttpResponse(body, content_type="application/json")
     response["Cache-Control"] = "no-store"
     return response

@@ -12,6 +12,7 @@ the generator, which unsubscribes at once.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,8 +21,10 @@ from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from tidings.listener import Listener
 from tidings.messages import Position
 from tidings.node import Node, get_node
+from tidings.presence import Entry
 from tidings.protocol import CLOSE_SLOW_CONSUMER
-from tidings.transports.http import cursor, error, open_topics, parse_cursor
+from tidings.tracker import find_tracked
+from tidings.transports.http import cursor, error, open_topics, parse_cursor, parse_presence
 
 KEEPALIVE = ": keep-alive\n\n"
 
@@ -33,14 +36,17 @@ async def sse_view(request: HttpRequest) -> HttpResponseBase:
     opened = await open_topics(request, node)
     if not isinstance(opened, tuple):
         return opened
-    _user, topics = opened
+    user, topics = opened
+    presence = parse_presence(request, topics)
+    if not isinstance(presence, dict):
+        return presence
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
     try:
         since = parse_cursor(resume, topics) if resume else {}
     except ValueError as e:
         return error("bad_request", f"Cannot resume from {str(resume)[:80]!r}: {e}")
     response = StreamingHttpResponse(
-        stream(node, topics, since, resumed=bool(resume)), content_type="text/event-stream"
+        stream(node, topics, since, user=user, presence=presence), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -48,9 +54,17 @@ async def sse_view(request: HttpRequest) -> HttpResponseBase:
 
 
 async def stream(
-    node: Node, topics: list[str], since: dict[str, Position | None], *, resumed: bool
+    node: Node,
+    topics: list[str],
+    since: dict[str, Position | None],
+    *,
+    user: Any = None,
+    presence: dict[str, Any] | None = None,
 ) -> AsyncIterator[str]:
     settings = node.settings
+    presence = presence or {}
+    ref = secrets.token_urlsafe(12)  # this stream's presence entries
+    tracked: list[str] = []
     async with Listener(node, topics) as listener:
         await listener.join(since)
         positions: dict[str, Position] = {}
@@ -67,21 +81,59 @@ async def stream(
             f"retry: {settings.sse_retry_ms}\n"
             f"id: {cursor(positions, topics)}\nevent: tidings.open\ndata: {data}\n\n"
         )
-        single = len(topics) == 1
-        while True:
-            if not await listener.wait(settings.sse_keepalive):
-                yield KEEPALIVE
-                continue
-            if listener.overflowed:
-                code, reason = listener.closing or (CLOSE_SLOW_CONSUMER, "slow consumer")
-                closing = {"code": code, "reason": reason}
-                yield f"event: tidings.close\ndata: {json.dumps(closing)}\n\n"
-                return
-            chunks = []
-            for message in listener.take():
-                if single:
-                    chunks.append(f"id: {message.position}\n{message.sse_body}")
-                else:
-                    positions[message.topic] = message.position
-                    chunks.append(f"id: {cursor(positions, topics)}\n{message.sse_body}")
-            yield "".join(chunks)
+        try:
+            for topic, value in presence.items():
+                yield presence_event(await node.tracker.watch(topic, listener))
+                entry = await _member(topic, user, value)
+                if entry is not None:
+                    await node.tracker.join(topic, ref, entry)
+                    tracked.append(topic)
+            async for chunk in _events(listener, topics, positions, settings.sse_keepalive):
+                yield chunk
+        finally:
+            for topic in tracked:
+                await node.tracker.leave(topic, ref)
+            for topic in presence:
+                await node.tracker.unwatch(topic, listener)
+
+
+async def _member(topic: str, user: Any, value: Any) -> Entry | None:
+    tracked = find_tracked(topic)
+    if not isinstance(value, dict) or tracked is None:
+        return None  # watch only
+    member = await tracked.member_of(user, topic)
+    return None if member is None else Entry(member[0], member[1], value)
+
+
+def presence_event(frame: str) -> str:
+    """A presence frame as an SSE event (no ``id``: presence has no position)."""
+    name = (
+        "tidings.presence_diff" if frame.startswith('{"op":"presence_diff"') else "tidings.presence"
+    )
+    return f"event: {name}\ndata: {frame}\n\n"
+
+
+async def _events(
+    listener: Listener, topics: list[str], positions: dict[str, Position], keepalive: float
+) -> AsyncIterator[str]:
+    single = len(topics) == 1
+    while True:
+        if not await listener.wait(keepalive):
+            yield KEEPALIVE
+            continue
+        if listener.overflowed:
+            code, reason = listener.closing or (CLOSE_SLOW_CONSUMER, "slow consumer")
+            closing = {"code": code, "reason": reason}
+            yield f"event: tidings.close\ndata: {json.dumps(closing)}\n\n"
+            return
+        chunks = []
+        if listener.presence_frames:
+            frames, listener.presence_frames = listener.presence_frames, []
+            chunks += [presence_event(frame) for frame in frames]
+        for message in listener.take():
+            if single:
+                chunks.append(f"id: {message.position}\n{message.sse_body}")
+            else:
+                positions[message.topic] = message.position
+                chunks.append(f"id: {cursor(positions, topics)}\n{message.sse_body}")
+        yield "".join(chunks)
