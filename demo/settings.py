@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "tidings",
     "demo.rooms",
     "demo.headlines",
+    "demo.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -63,6 +64,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:index"
+LOGOUT_REDIRECT_URL = "index"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 TIDINGS = {

@@ -10,4 +10,3 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 ROOT_URLCONF = "tests.urls"
 TIDINGS = {**TIDINGS, **json.loads(os.environ.get("TIDINGS_TEST", "{}"))}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
-LOGIN_REDIRECT_URL = "/"

@@ -1,0 +1,61 @@
+from django import forms
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import slugify
+
+from demo.dashboard.models import Document
+from demo.dashboard.realtime import feed
+
+
+class DocumentForm(forms.ModelForm):
+    class Meta:
+        model = Document
+        fields = ["title", "body"]
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user)  # announces itself in the feed (user_logged_in)
+        return redirect(request.GET.get("next") or "dashboard:index")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        title = request.POST.get("title", "").strip()[:120]
+        if title:
+            slug = slugify(title)[:50] or "doc"
+            base, n = slug, 1
+            while Document.objects.filter(slug=slug).exists():
+                n += 1
+                slug = f"{base}-{n}"
+            doc = Document.objects.create(slug=slug, title=title)
+            feed(request.user, "create", f"{request.user.get_username()} created '{doc.title}'")
+            return redirect("dashboard:document", slug=doc.slug)
+    return render(request, "dashboard/index.html", {"documents": Document.objects.all()})
+
+
+@login_required
+def document(request: HttpRequest, slug: str) -> HttpResponse:
+    doc = get_object_or_404(Document, slug=slug)
+    feed(request.user, "open", f"{request.user.get_username()} opened '{doc.title}'")
+    return render(request, "dashboard/document.html", {"doc": doc, "state": "viewing"})
+
+
+@login_required
+def edit(request: HttpRequest, slug: str) -> HttpResponse:
+    doc = get_object_or_404(Document, slug=slug)
+    form = DocumentForm(request.POST or None, instance=doc)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        feed(request.user, "save", f"{request.user.get_username()} saved '{doc.title}'")
+        return redirect("dashboard:document", slug=doc.slug)
+    if request.method == "GET":
+        feed(request.user, "edit", f"{request.user.get_username()} is editing '{doc.title}'")
+    return render(request, "dashboard/edit.html", {"doc": doc, "form": form, "state": "editing"})
