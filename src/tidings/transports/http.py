@@ -9,12 +9,14 @@ it as ``since`` for the next poll. Positions contain no comma, so it needs no es
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
 from tidings import policy
 from tidings.auth import origin_allowed
+from tidings.listener import Listener
 from tidings.messages import Position
 from tidings.node import Node, get_node
 from tidings.protocol import meta_error
@@ -132,3 +134,50 @@ def parse_presence(request: HttpRequest, topics: list[str]) -> dict[str, Any] | 
             if problem is not None:
                 return error("bad_request", f"'presence' of {topic!r}: {problem}", topic)
     return wanted
+
+
+@dataclass
+class StreamRequest:
+    """A valid SSE or long-poll request: who, which topics, from where, with what presence."""
+
+    user: Any
+    topics: list[str]
+    since: dict[str, Position | None]
+    presence: dict[str, Any]
+
+
+async def stream_request(
+    request: HttpRequest, node: Node, resume: str | None
+) -> StreamRequest | JsonResponse:
+    """Check a GET on the SSE or long-poll endpoint; ``resume`` is its cursor, if any."""
+    if request.method != "GET":
+        return error("not_allowed", "Use GET.", Allow="GET")
+    opened = await open_topics(request, node)
+    if not isinstance(opened, tuple):
+        return opened
+    user, topics = opened
+    presence = parse_presence(request, topics)
+    if not isinstance(presence, dict):
+        return presence
+    try:
+        since = parse_cursor(resume, topics) if resume else {}
+    except ValueError as e:
+        return error("bad_request", f"Cannot resume from {str(resume)[:80]!r}: {e}")
+    return StreamRequest(user, topics, since, presence)
+
+
+def starting_points(
+    listener: Listener, req: StreamRequest
+) -> tuple[dict[str, Position], dict[str, Any]]:
+    """Where each topic's stream starts (``since`` when it was recovered, else now), and
+    what to tell the client of it: the position, and ``recovered`` where it gave one."""
+    positions: dict[str, Position] = {}
+    info: dict[str, Any] = {}
+    for topic in req.topics:
+        result = listener.results[topic]
+        start = req.since.get(topic)
+        positions[topic] = start if result.recovered and start is not None else result.position
+        info[topic] = {"position": str(result.position)}
+        if start is not None:
+            info[topic]["recovered"] = result.recovered
+    return positions, info

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
 
 from django.conf import settings as django_settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -27,35 +26,23 @@ from tidings import policy
 from tidings.brokers.base import BrokerError
 from tidings.handlers import Reject
 from tidings.listener import Listener
-from tidings.messages import Position
 from tidings.node import get_node
 from tidings.topics import event_error, topic_error
 from tidings.transports.http import (
+    StreamRequest,
     cursor,
     error,
-    open_topics,
     origin_refused,
-    parse_cursor,
-    parse_presence,
+    starting_points,
+    stream_request,
 )
 
 
 async def poll_view(request: HttpRequest) -> HttpResponseBase:
-    if request.method != "GET":
-        return error("not_allowed", "Use GET.", Allow="GET")
     node = get_node()
-    opened = await open_topics(request, node)
-    if not isinstance(opened, tuple):
-        return opened
-    _user, topics = opened
-    presence = parse_presence(request, topics)
-    if not isinstance(presence, dict):
-        return presence
-    resume = request.GET.get("since")
-    try:
-        since = parse_cursor(resume, topics) if resume else {}
-    except ValueError as e:
-        return error("bad_request", f"Cannot resume from {resume!r}: {e}")
+    req = await stream_request(request, node, request.GET.get("since"))
+    if not isinstance(req, StreamRequest):
+        return req
     limit = node.settings.poll_max_timeout
     try:
         timeout = float(request.GET.get("timeout", node.settings.poll_timeout))
@@ -63,30 +50,22 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
         return error("bad_request", "'timeout' must be a number of seconds.")
     if not 0 <= timeout <= limit:
         return error("bad_request", f"'timeout' must be between 0 and {limit:g} seconds.")
-    async with Listener(node, topics) as listener:
-        await listener.join(since)
+    async with Listener(node, req.topics) as listener:
+        await listener.join(req.since)
         if not await listener.wait(timeout) or listener.overflowed:
             messages = []
         else:
             messages = listener.take()
-    positions: dict[str, Position] = {}
-    info: dict[str, Any] = {}
-    for topic in topics:
-        result = listener.results[topic]
-        start = since.get(topic)
-        positions[topic] = start if result.recovered and start is not None else result.position
-        info[topic] = {"position": str(result.position)}
-        if start is not None:
-            info[topic]["recovered"] = result.recovered
+    positions, info = starting_points(listener, req)
     for message in messages:
         positions[message.topic] = message.position
     body = (
         '{"messages":['
         + ",".join(m.ws_frame for m in messages)
-        + f'],"since":{json.dumps(cursor(positions, topics))},"topics":{json.dumps(info)}'
+        + f'],"since":{json.dumps(cursor(positions, req.topics))},"topics":{json.dumps(info)}'
     )
-    if presence:  # a snapshot: a poller watches presence, it is not tracked (not connected)
-        views = {topic: await node.tracker.query(topic) for topic in presence}
+    if req.presence:  # a snapshot: a poller watches presence, it is not tracked (not connected)
+        views = {topic: await node.tracker.query(topic) for topic in req.presence}
         body += f',"presence":{json.dumps(views)}'
     body += "}"
     response = HttpResponse(body, content_type="application/json")

@@ -24,76 +24,48 @@ from tidings.node import Node, get_node
 from tidings.presence import Entry
 from tidings.protocol import CLOSE_SLOW_CONSUMER
 from tidings.tracker import find_tracked
-from tidings.transports.http import cursor, error, open_topics, parse_cursor, parse_presence
+from tidings.transports.http import StreamRequest, cursor, starting_points, stream_request
 
 KEEPALIVE = ": keep-alive\n\n"
 
 
 async def sse_view(request: HttpRequest) -> HttpResponseBase:
-    if request.method != "GET":
-        return error("not_allowed", "Use GET.", Allow="GET")
     node = get_node()
-    opened = await open_topics(request, node)
-    if not isinstance(opened, tuple):
-        return opened
-    user, topics = opened
-    presence = parse_presence(request, topics)
-    if not isinstance(presence, dict):
-        return presence
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
-    try:
-        since = parse_cursor(resume, topics) if resume else {}
-    except ValueError as e:
-        return error("bad_request", f"Cannot resume from {str(resume)[:80]!r}: {e}")
-    response = StreamingHttpResponse(
-        stream(node, topics, since, user=user, presence=presence), content_type="text/event-stream"
-    )
+    req = await stream_request(request, node, resume)
+    if not isinstance(req, StreamRequest):
+        return req
+    response = StreamingHttpResponse(stream(node, req), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
 
 
-async def stream(
-    node: Node,
-    topics: list[str],
-    since: dict[str, Position | None],
-    *,
-    user: Any = None,
-    presence: dict[str, Any] | None = None,
-) -> AsyncIterator[str]:
+async def stream(node: Node, req: StreamRequest) -> AsyncIterator[str]:
     settings = node.settings
-    presence = presence or {}
     ref = secrets.token_urlsafe(12)  # this stream's presence entries
     tracked: list[str] = []
-    async with Listener(node, topics) as listener:
-        await listener.join(since)
-        positions: dict[str, Position] = {}
-        opened: dict[str, Any] = {}
-        for topic in topics:
-            result = listener.results[topic]
-            start = since.get(topic)
-            positions[topic] = start if result.recovered and start is not None else result.position
-            opened[topic] = {"position": str(result.position)}
-            if start is not None:
-                opened[topic]["recovered"] = result.recovered
+    async with Listener(node, req.topics) as listener:
+        await listener.join(req.since)
+        positions, opened = starting_points(listener, req)
         data = json.dumps({"topics": opened}, separators=(",", ":"))
         yield (
             f"retry: {settings.sse_retry_ms}\n"
-            f"id: {cursor(positions, topics)}\nevent: tidings.open\ndata: {data}\n\n"
+            f"id: {cursor(positions, req.topics)}\nevent: tidings.open\ndata: {data}\n\n"
         )
         try:
-            for topic, value in presence.items():
+            for topic, value in req.presence.items():
                 yield presence_event(await node.tracker.watch(topic, listener))
-                entry = await _member(topic, user, value)
+                entry = await _member(topic, req.user, value)
                 if entry is not None:
                     await node.tracker.join(topic, ref, entry)
                     tracked.append(topic)
-            async for chunk in _events(listener, topics, positions, settings.sse_keepalive):
+            async for chunk in _events(listener, req.topics, positions, settings.sse_keepalive):
                 yield chunk
         finally:
             for topic in tracked:
                 await node.tracker.leave(topic, ref)
-            for topic in presence:
+            for topic in req.presence:
                 await node.tracker.unwatch(topic, listener)
 
 
