@@ -99,6 +99,11 @@ class FakeRequest {
     return this.write(`id: ${cursor}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   }
 
+  /** A presence frame ({op: "presence" | "presence_diff", topic, ...}) as the server streams it: no id. */
+  presence(frame) {
+    return this.write(`event: tidings.${frame.op}\ndata: ${JSON.stringify(frame)}\n\n`);
+  }
+
   /** The server drops the stream (slow consumer). */
   slowConsumer() {
     return this.write(`event: tidings.close\ndata: {"code": 4009, "reason": "slow consumer"}\n\n`);

@@ -23,7 +23,11 @@
  * - falls back from WebSocket to Server-Sent Events to long-polling when a transport
  *   cannot connect (see `transports`), with the same API and no message lost or
  *   delivered twice: the next transport resumes every topic from its last position.
- *   Over SSE and long-poll, publishes go over `POST <baseUrl>publish`.
+ *   Over SSE and long-poll, publishes go over `POST <baseUrl>publish`;
+ * - keeps each topic's presence (who is there) when asked to:
+ *   `client.subscribe(topic, cb, {presence: true | meta})`, then `sub.presence`
+ *   (`members`, `count`, `list()`, `update(meta)`, events "sync", "join", "leave",
+ *   "change"), the same on every transport.
  */
 
 /** Reconnect delays in ms: min(max, initial * factor ** n) * (1 - jitter * random). */
@@ -41,13 +45,16 @@ const NO_RECONNECT = new Set([1000, 1009]);
 const REFUSALS = new Set(["forbidden", "invalid_topic", "bad_request"]);
 /** Handlers of a frame whose reply nobody waits for. */
 const IGNORE = Object.freeze({ onReply() {}, onLost() {} });
+/** The largest presence meta the server takes, in bytes of (Python's) JSON. */
+const MAX_META_BYTES = 1024;
 
 /**
  * The error every promise of this module rejects with.
  * `code` is the server's error code (e.g. "forbidden", "rejected") or one of the
  * client's own: "timeout" (no reply in time), "disconnected" (the connection dropped
  * before the reply), "closed" (client.close() was called), "unsubscribed",
- * "bad_frame" (the server sent something that is not a JSON object), "transport".
+ * "bad_frame" (the server sent something that is not a JSON object), "transport",
+ * "unsupported" (e.g. a presence meta update over long-polling).
  */
 export class TidingsError extends Error {
   /** @param {string} code @param {string} [message] */
@@ -62,6 +69,11 @@ export class TidingsError extends Error {
 function errorFromReply(reply) {
   const error = reply.error || {};
   return new TidingsError(String(error.code || "unknown"), error.message);
+}
+
+/** What Presence.update() rejects with over long-polling. */
+function unsupportedUpdate() {
+  return new TidingsError("unsupported", "presence cannot be tracked over long-polling (a poller only watches)");
 }
 
 /** Report an exception thrown by user code without breaking the loop that called it. */
@@ -97,9 +109,9 @@ class Emitter {
     return this;
   }
 
-  _emit(event, arg) {
+  _emit(event, ...args) {
     for (const fn of [...(this._listeners.get(event) || [])]) {
-      try { fn(arg); } catch (error) { report(error); }
+      try { fn(...args); } catch (error) { report(error); }
     }
   }
 }
@@ -122,6 +134,321 @@ function isNewer(position, last) {
   return p.epoch !== l.epoch || p.offset > l.offset;
 }
 
+// --- presence ------------------------------------------------------------------
+//
+// A presence *state* is an object: member key -> {info, metas: [{ref, ...meta}]}, one
+// meta per tracked connection (docs/protocol.md, "Presence"). A *diff* is {joins,
+// leaves} of the same shape; a meta update is its old meta (same ref) leaving and the
+// new one joining. syncState() and syncDiff() are pure, as in Phoenix's presence.js:
+// they never change their arguments and return a new state (treat states as
+// immutable: unchanged members are shared between the old state and the new).
+
+function isObject(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function sameJson(a, b) {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** `object[key]` if it is its own property (a member key may well be "__proto__"). */
+function own(object, key) {
+  return Object.hasOwn(object, key) ? object[key] : undefined;
+}
+
+/** `object[key] = value`, as a plain property whatever the key. */
+function put(object, key, value) {
+  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/** The metas of a member, [] if it has none (or is no member). */
+function metasOf(member) {
+  return Array.isArray(member?.metas) ? member.metas.filter(isObject) : [];
+}
+
+/** Whether `metas` holds `meta`: the same ref, the same content. */
+function holds(metas, meta) {
+  return metas.some((m) => m.ref === meta.ref && sameJson(m, meta));
+}
+
+/** Tell onJoin / onLeave what changed from `before` to `after`, joins first (as Phoenix). */
+function tell(before, after, joined, left, onJoin, onLeave) {
+  for (const [key, member] of joined) {
+    onJoin?.(key, member, { first: !Object.hasOwn(before, key), current: own(after, key) });
+  }
+  for (const [key, member] of left) {
+    onLeave?.(key, member, { last: !Object.hasOwn(after, key), current: own(after, key) });
+  }
+}
+
+/**
+ * The state after a full `newState` replaced `state` (both key -> {info, metas}).
+ * `onJoin(key, joined, {first, current})` is called for each key with metas that were
+ * not in `state` (a meta whose content changed counts as joining), then
+ * `onLeave(key, left, {last, current})` for each key with metas that are gone:
+ * `joined`/`left` is {info, metas: those metas}; `first` says the key was absent from
+ * `state`, `last` that it is absent from the result; `current` is the key's member in
+ * the result (undefined when `last`). Returns a new object, a copy of `newState`.
+ * @param {object} state @param {object} newState
+ * @param {Function} [onJoin] @param {Function} [onLeave] @returns {object}
+ */
+export function syncState(state, newState, onJoin, onLeave) {
+  const before = isObject(state) ? state : {};
+  const after = isObject(newState) ? newState : {};
+  const next = {};
+  const joined = [];
+  const left = [];
+  for (const [key, member] of Object.entries(after)) {
+    const metas = metasOf(member);
+    if (!metas.length) continue;
+    const info = member.info ?? {};
+    put(next, key, { info, metas });
+    const current = metasOf(own(before, key));
+    const added = metas.filter((meta) => !holds(current, meta));
+    if (added.length) joined.push([key, { info, metas: added }]);
+  }
+  for (const [key, member] of Object.entries(before)) {
+    const kept = metasOf(own(next, key));
+    const gone = metasOf(member).filter((meta) => !holds(kept, meta));
+    if (gone.length) left.push([key, { info: member.info ?? {}, metas: gone }]);
+  }
+  tell(before, next, joined, left, onJoin, onLeave);
+  return next;
+}
+
+/**
+ * The state after `diff` ({joins, leaves}, as the server sends them) applied to
+ * `state`. Leaves remove the metas of their refs, then joins add theirs (replacing a
+ * meta of the same ref), so a meta update keeps its member: its leave has `last:
+ * false` and its join `first: false`. A leave of a ref that is not there and a join
+ * of a meta that already is change nothing and are not reported, so a diff applied
+ * twice is harmless. A key left without metas is removed. Callbacks as syncState's.
+ * @param {object} state @param {{joins?: object, leaves?: object}} diff
+ * @param {Function} [onJoin] @param {Function} [onLeave] @returns {object}
+ */
+export function syncDiff(state, diff, onJoin, onLeave) {
+  const before = isObject(state) ? state : {};
+  const next = { ...before };
+  const left = [];
+  const joined = [];
+  for (const [key, member] of Object.entries(isObject(diff?.leaves) ? diff.leaves : {})) {
+    const current = own(next, key);
+    const refs = new Set(metasOf(member).map((meta) => meta.ref));
+    const gone = metasOf(current).filter((meta) => refs.has(meta.ref));
+    if (!gone.length) continue;
+    const info = current.info ?? member.info ?? {};
+    put(next, key, { info, metas: metasOf(current).filter((meta) => !refs.has(meta.ref)) });
+    left.push([key, { info, metas: gone }]);
+  }
+  for (const [key, member] of Object.entries(isObject(diff?.joins) ? diff.joins : {})) {
+    const current = own(next, key);
+    const metas = metasOf(member).filter((meta) => !holds(metasOf(current), meta));
+    if (!metas.length) continue;
+    const refs = new Set(metas.map((meta) => meta.ref));
+    const info = member.info ?? current?.info ?? {};
+    put(next, key, { info, metas: [...metasOf(current).filter((meta) => !refs.has(meta.ref)), ...metas] });
+    joined.push([key, { info, metas }]);
+  }
+  for (const key of Object.keys(next)) if (!metasOf(next[key]).length) delete next[key];
+  tell(before, next, joined, left, onJoin, onLeave);
+  return next;
+}
+
+/**
+ * Why `meta` cannot be a presence meta, or null: the server takes an object of at most
+ * MAX_META_BYTES bytes of JSON, without "ref". Checked here too, because over SSE a
+ * meta the server refuses would refuse the whole stream's topic.
+ */
+function metaProblem(meta) {
+  if (!isObject(meta)) return "a presence meta must be an object";
+  let copy;
+  try { copy = JSON.parse(JSON.stringify(meta)); } catch (error) { return `a presence meta must be JSON (${describe(error)})`; }
+  if (Object.hasOwn(copy, "ref")) return "a presence meta cannot hold 'ref': the server sets it";
+  if (pythonJsonLength(copy) > MAX_META_BYTES) return `a presence meta is at most ${MAX_META_BYTES} bytes of JSON`;
+  return null;
+}
+
+/** A copy of `meta` (as JSON), or a TypeError. */
+function presenceMeta(meta) {
+  const problem = metaProblem(meta);
+  if (problem) throw new TypeError(`tidings: ${problem}`);
+  return JSON.parse(JSON.stringify(meta));
+}
+
+/** About the length of Python's json.dumps(value), which the server measures metas with. */
+function pythonJsonLength(value) {
+  if (Array.isArray(value)) {
+    return 2 + value.reduce((sum, item) => sum + pythonJsonLength(item), 0) + 2 * Math.max(0, value.length - 1);
+  }
+  if (isObject(value)) {
+    const entries = Object.entries(value);
+    return 2 + entries.reduce((sum, [key, item]) => sum + pythonJsonLength(key) + 2 + pythonJsonLength(item), 0)
+      + 2 * Math.max(0, entries.length - 1);
+  }
+  const text = JSON.stringify(value) ?? "null";
+  // ensure_ascii: every UTF-16 unit past ASCII becomes \uXXXX (6 characters).
+  let wide = 0;
+  for (let i = 0; i < text.length; i += 1) if (text.charCodeAt(i) > 0x7f) wide += 1;
+  return text.length + 5 * wide;
+}
+
+/**
+ * One topic's presence as this client knows it (shared by the Subscriptions of the
+ * topic). Diffs that arrive before the state are kept until it comes; each state
+ * (the first, or one after a reconnect) replaces what was known. The transports
+ * reset() it whenever they (re)subscribe: a WebSocket subscribe, an HTTP run.
+ */
+class Roster {
+  constructor() {
+    this.state = {};
+    /** key -> {info, metas}, sorted by key; the same Map for the topic's lifetime. */
+    this.members = new Map();
+    this.counts = null;          // the server's counts, on counts-only topics
+    this.synced = false;         // a state came since the last (re)connect
+    this.pending = [];           // diffs that came before it
+  }
+
+  /** A new connection (or stream, or run of polls): wait for its state. */
+  reset() {
+    this.synced = false;
+    this.pending = [];
+  }
+
+  get count() {
+    if (this.counts) return { ...this.counts };
+    let connections = 0;
+    for (const member of this.members.values()) connections += member.metas.length;
+    return { members: this.members.size, connections };
+  }
+
+  /** A presence or presence_diff frame; `emit(name, ...args)` tells the Subscriptions. */
+  apply(frame, emit) {
+    if (frame.op === "presence") {
+      if (!this._sync(frame, emit)) return;
+      const pending = this.pending;
+      this.pending = [];
+      for (const diff of pending) this._diff(diff, emit);
+    } else if (frame.op === "presence_diff") {
+      if (this.synced) this._diff(frame, emit);
+      else this.pending.push(frame);
+    }
+  }
+
+  _sync(frame, emit) {
+    const events = [];
+    const collect = (name) => (...args) => events.push([name, ...args]);
+    let counts = null;
+    let next;
+    if (isObject(frame.count)) {
+      counts = { members: frame.count.members, connections: frame.count.connections };
+      next = syncState(this.state, {}, collect("join"), collect("leave"));
+    } else if (isObject(frame.state)) {
+      next = syncState(this.state, frame.state, collect("join"), collect("leave"));
+    } else {
+      return false;                              // not a state: ignore it
+    }
+    const first = !this.synced;
+    this.synced = true;
+    // Long-poll sends the whole state with every answer: an unchanged one says nothing.
+    if (!first && !events.length && sameJson(counts, this.counts)) return true;
+    this.counts = counts;
+    this._set(next);
+    for (const event of events) emit(...event);
+    emit("sync", this.members);
+    emit("change", this.members);
+    return true;
+  }
+
+  _diff(frame, emit) {
+    if (isObject(frame.count)) {
+      const counts = { members: frame.count.members, connections: frame.count.connections };
+      if (sameJson(counts, this.counts)) return;
+      this.counts = counts;
+      emit("change", this.members);
+      return;
+    }
+    const events = [];
+    const collect = (name) => (...args) => events.push([name, ...args]);
+    const next = syncDiff(this.state, frame, collect("join"), collect("leave"));
+    if (!events.length) return;
+    this._set(next);
+    for (const event of events) emit(...event);
+    emit("change", this.members);
+  }
+
+  _set(state) {
+    this.state = state;
+    this.members.clear();
+    for (const key of Object.keys(state).sort(byString)) this.members.set(key, state[key]);
+  }
+}
+
+function byString(a, b) {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * `subscription.presence`: who is on the subscription's topic, when it subscribed with
+ * `presence` (a Subscription without it sees its topic's presence if another
+ * Subscription of the same topic asked for it; else nothing).
+ *
+ * Events (`on(name, fn)`):
+ * - "sync" (members): a whole state arrived (after subscribing, after each reconnect);
+ * - "join" (key, joined, {first, current}): metas joined; `joined` is {info, metas:
+ *   the metas that joined}; `first`: the key was not present before; `current`: the
+ *   member now;
+ * - "leave" (key, left, {last, current}): metas left; `last`: the key has no metas left
+ *   (then `current` is undefined);
+ * - "change" (members): after every state or diff that changed something, and after
+ *   each state. The one most apps need.
+ * A meta update is a leave and a join of the same ref (last and first false).
+ */
+export class Presence extends Emitter {
+  /** @internal Made with its Subscription. */
+  constructor(subscription) {
+    super();
+    this._sub = subscription;
+  }
+
+  /** The topic's Roster, if this Subscription is active and its topic's presence watched. */
+  get _roster() {
+    const sub = this._sub;
+    return sub.active && sub._entry.watch != null ? sub._entry.roster : null;
+  }
+
+  /** @type {Map<string, {info: object, metas: object[]}>} Key -> member, sorted by key; empty when not watching. */
+  get members() {
+    return this._roster?.members ?? new Map();
+  }
+
+  /** @type {{members: number, connections: number}} The server's, on counts-only topics. */
+  get count() {
+    return this._roster?.count ?? { members: 0, connections: 0 };
+  }
+
+  /** @returns {Array<{key: string, info: object, metas: object[]}>} The members, sorted by key. */
+  list() {
+    return [...this.members].map(([key, member]) => ({ key, info: member.info, metas: member.metas }));
+  }
+
+  /**
+   * Track this connection on the topic with `meta` from now on (it was tracked with
+   * the meta given to subscribe(), or only watched, or not even that). Resolves (with
+   * nothing) once the server has it: over WebSocket on the reply to a `presence` op
+   * (or to a new subscribe, if this connection was not tracked); over SSE once the
+   * stream restarted with the new meta (the old entry leaves, the new one joins).
+   * Rejects with a TidingsError: "unsupported" over long-polling (a poller is not
+   * tracked), "bad_request" for a meta the server would refuse, "timeout", "closed",
+   * "unsubscribed", or the server's error.
+   * @param {object} meta @returns {Promise<void>}
+   */
+  update(meta) {
+    const sub = this._sub;
+    if (!sub.active) return Promise.reject(new TidingsError("unsubscribed", `not subscribed to '${sub.topic}'`));
+    return sub._client._updatePresence(sub._entry, meta);
+  }
+}
+
 /**
  * One `client.subscribe()` call. Several Subscriptions to one topic share one server
  * subscription (a "topic entry" inside the client) and so share `position`.
@@ -131,6 +458,8 @@ function isNewer(position, last) {
  * "gap" (the reply, when a resume could not replay everything missed: the history
  * window was exceeded or the server lost it; refetch your state), "error" (a
  * TidingsError: the server refused the subscription, which is now over).
+ *
+ * `presence` (a Presence) is who is on the topic, when subscribed with `presence`.
  */
 export class Subscription extends Emitter {
   /** @internal Made by Client.subscribe(). */
@@ -147,6 +476,8 @@ export class Subscription extends Emitter {
     this.ready = new Promise((resolve, reject) => { this._resolve = resolve; this._reject = reject; });
     // A refusal is also reported on "error"; a `ready` nobody awaits must not crash Node.
     this.ready.catch(() => {});
+    /** @type {Presence} Who is on the topic: see Presence. */
+    this.presence = new Presence(this);
   }
 
   /** @type {string|null} The last position seen for this topic ("<epoch>:<offset>"). */
@@ -241,7 +572,10 @@ export class Client extends Emitter {
     this._outbox = [];           // requests waiting for an open connection
     this._posting = Promise.resolve();  // the publishes over HTTP, one after the other
     this._inflight = new Set();  // requests sent, waiting for their reply
-    this._topics = new Map();    // topic -> {topic, subs: Set, position, recovered, reply, events}
+    // topic -> {topic, subs: Set, position, recovered, reply, events, watch (the presence
+    // asked for: null, true or a meta), version (of watch), roster (a Roster), waiters
+    // (Presence.update() promises: {version, settle(error)})}
+    this._topics = new Map();
     if (options.autoconnect ?? true) this.open();
   }
 
@@ -263,6 +597,9 @@ export class Client extends Emitter {
     this._timer = null;
     this._state = "connecting";
     const name = this._kinds[this._kind];
+    if (name === "longpoll") {
+      for (const entry of this._topics.values()) this._presenceSettled(entry, undefined, unsupportedUpdate());
+    }
     if (name !== this._transportName) {
       this._transportName = name;
       this._emit("transport", name);
@@ -287,7 +624,10 @@ export class Client extends Emitter {
     this._timer = null;
     const error = new TidingsError("closed", "the client was closed");
     for (const request of [...this._inflight, ...this._outbox]) request.settle(error);
-    for (const entry of this._topics.values()) for (const sub of entry.subs) sub._end(error);
+    for (const entry of this._topics.values()) {
+      this._presenceSettled(entry, undefined, error);
+      for (const sub of entry.subs) sub._end(error);
+    }
     this._topics.clear();
     // The transport still reports its close, which fires "close".
     this._transport?.close();
@@ -300,25 +640,44 @@ export class Client extends Emitter {
    * subscribes to `topic`. `events` lists the event names you publish on this topic
    * besides "message": only the EventSource transport (used where fetch cannot
    * stream) needs them, as it can receive only the event names it listens to.
+   * `presence`: `true` watches the topic's presence (`sub.presence`), a meta (an
+   * object of at most 1 KB of JSON, without "ref") also tracks this client with it
+   * (not over long-polling, where a client only watches). On a topic this client
+   * already subscribes to, it adds what is missing (the topic is subscribed anew).
    * @param {string} topic @param {(message: object) => void} callback
-   * @param {{since?: string, events?: string[]}} [options] @returns {Subscription}
+   * @param {{since?: string, events?: string[], presence?: boolean|object}} [options]
+   * @returns {Subscription}
    */
-  subscribe(topic, callback, { since, events = [] } = {}) {
+  subscribe(topic, callback, { since, events = [], presence } = {}) {
     if (this._closed) throw new TidingsError("closed", "this client was closed");
     if (typeof callback !== "function") throw new TypeError("tidings: subscribe() needs a callback");
+    const watch = presence === true ? true : presence == null || presence === false ? null : presenceMeta(presence);
     let entry = this._topics.get(topic);
     const first = !entry;
     if (first) {
-      entry = { topic, subs: new Set(), position: since ?? null, recovered: undefined, reply: null, events: new Set() };
+      entry = {
+        topic, subs: new Set(), position: since ?? null, recovered: undefined, reply: null, events: new Set(),
+        watch, version: 0, roster: new Roster(), waiters: new Set(),
+      };
       this._topics.set(topic, entry);
+    }
+    // More presence than the topic has: watch, or track, or track with another meta.
+    const more = !first && watch !== null && (entry.watch === null || (watch !== true && !sameJson(watch, entry.watch)));
+    if (more) {
+      entry.watch = watch;
+      entry.version += 1;
     }
     const newEvents = events.filter((name) => !entry.events.has(name));
     for (const name of newEvents) entry.events.add(name);
     const sub = new Subscription(this, entry, callback);
     entry.subs.add(sub);
     if (entry.reply) sub._settle(null, entry.reply);         // already subscribed
-    if (first) this._transport?.add(entry);
-    else if (newEvents.length) this._transport?.refresh();
+    if (first) {
+      this._transport?.add(entry);
+    } else {
+      if (more) this._transport?.presence(entry);
+      if (newEvents.length) this._transport?.refresh();
+    }
     // Otherwise the reply is on its way, or the transport subscribes once it opens.
     return sub;
   }
@@ -395,6 +754,7 @@ export class Client extends Emitter {
     if (!reply.ok) {
       this._topics.delete(entry.topic);
       const error = errorFromReply(reply);
+      this._presenceSettled(entry, undefined, error);
       for (const sub of [...entry.subs]) sub._fail(error);
       return;
     }
@@ -410,6 +770,7 @@ export class Client extends Emitter {
     const entry = sub._entry;
     if (this._topics.get(sub.topic) !== entry || !entry.subs.delete(sub) || entry.subs.size) return;
     this._topics.delete(sub.topic);
+    this._presenceSettled(entry, undefined, new TidingsError("unsubscribed", `unsubscribed from '${sub.topic}'`));
     this._transport?.remove(sub.topic);
   }
 
@@ -423,6 +784,62 @@ export class Client extends Emitter {
       entry.position = message.position;
     }
     for (const sub of [...entry.subs]) if (sub.active) sub._deliver(message);
+  }
+
+  /**
+   * A presence state or diff, from any transport: `{op: "presence", topic, state |
+   * count}` or `{op: "presence_diff", topic, joins, leaves | count}`. Ignored for a
+   * topic this client does not subscribe to, or whose presence it does not watch.
+   */
+  _onPresence(frame) {
+    if (this._closed || !isObject(frame)) return;
+    const entry = this._topics.get(frame.topic);
+    if (!entry || entry.watch === null) return;
+    entry.roster.apply(frame, (name, ...args) => {
+      for (const sub of [...entry.subs]) if (sub.active) sub.presence._emit(name, ...args);
+    });
+  }
+
+  /** Presence.update(): track `entry`'s topic with `meta` from now on. */
+  _updatePresence(entry, meta) {
+    if (this._closed) return Promise.reject(new TidingsError("closed", "the client was closed"));
+    if (this._topics.get(entry.topic) !== entry) {
+      return Promise.reject(new TidingsError("unsubscribed", `not subscribed to '${entry.topic}'`));
+    }
+    const problem = metaProblem(meta);
+    if (problem) return Promise.reject(new TidingsError("bad_request", problem));
+    if (this._transportName === "longpoll") return Promise.reject(unsupportedUpdate());
+    entry.watch = JSON.parse(JSON.stringify(meta));
+    entry.version += 1;
+    const version = entry.version;
+    const promise = new Promise((resolve, reject) => {
+      const waiter = { version };
+      const timer = Number.isFinite(this._timeout) ? setTimeout(
+        () => waiter.settle(new TidingsError("timeout", `no reply within ${this._timeout} ms`)),
+        this._timeout,
+      ) : null;
+      waiter.settle = (error) => {
+        if (!entry.waiters.delete(waiter)) return;
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve();
+      };
+      entry.waiters.add(waiter);
+    });
+    // Not connected: the transport subscribes with the new meta once it opens.
+    this._transport?.presence(entry);
+    return promise;
+  }
+
+  /**
+   * The server has `entry`'s presence as of `version` (or refused it: `error`): settle
+   * the updates up to it (all of them if `version` is undefined). A later meta that
+   * is applied settles the earlier ones it replaced.
+   */
+  _presenceSettled(entry, version, error) {
+    for (const waiter of [...entry.waiters]) {
+      if (version === undefined || waiter.version <= version) waiter.settle(error);
+    }
   }
 
   // --- transports ---------------------------------------------------------------
@@ -519,12 +936,16 @@ export class Client extends Emitter {
 
   // --- HTTP ---------------------------------------------------------------------
 
-  /** `${baseUrl}${path}?topic=..&topic=..[&since=<cursor>][&timeout=..]`. */
-  _httpUrl(path, topics, cursor, timeout) {
+  /**
+   * `${baseUrl}${path}?topic=..&topic=..[&since=<cursor>][&timeout=..][&presence=..]`;
+   * `presence`: a Map topic -> true or a meta, sent as a JSON object.
+   */
+  _httpUrl(path, topics, cursor, timeout, presence) {
     const params = new URLSearchParams();
     for (const topic of topics) params.append("topic", topic);
     if (cursor.some((part) => part)) params.set("since", cursor.join(","));
     if (timeout !== undefined) params.set("timeout", String(timeout));
+    if (presence?.size) params.set("presence", JSON.stringify(Object.fromEntries(presence)));
     return `${this.baseUrl}${path}?${params}`;
   }
 
@@ -545,14 +966,17 @@ export class Client extends Emitter {
 //   add(entry)        a topic was subscribed (entry: {topic, position, events, ...})
 //   remove(topic)     a topic's last Subscription went
 //   refresh()         a Subscription declared new event names
+//   presence(entry)   the presence asked for on a topic changed (entry.watch, version)
 //   request(request)  send a publish or ping ({frame, settle(error, reply), cancel}); only
 //                     called once open
 //   close()           the client closes for good; the transport still reports closed
 //
 // A transport calls back client._transportOpened(this) once connected,
 // client._transportClosed(this, {code, reason}) once when it is over,
-// client._onSubscribeReply(entry, reply), client._onMessage(message), and
-// client._markProven(this) / client._resetBackoff() when the server answers.
+// client._onSubscribeReply(entry, reply), client._onMessage(message),
+// client._onPresence(frame), client._presenceSettled(entry, version, error?) once the
+// server has a topic's presence as of `version`, and client._markProven(this) /
+// client._resetBackoff() when the server answers.
 
 /** The WebSocket transport: the protocol of docs/protocol.md, on one socket. */
 class WebSocketTransport {
@@ -563,6 +987,7 @@ class WebSocketTransport {
     this._open = false;
     this._over = false;          // reported closed: the socket's events are ignored
     this._pending = new Map();   // id -> {onReply(reply), onLost(error)} for sent frames
+    this._sent = new Map();      // topic entry -> the presence its last subscribe asked for
   }
 
   open() {
@@ -591,6 +1016,26 @@ class WebSocketTransport {
 
   refresh() {}
 
+  /**
+   * A topic tracked with a meta gets the new meta with a `presence` op (the server
+   * handles it after the subscribe, even one still on its way). Otherwise the topic
+   * is subscribed anew, with `since` its position, so no message is lost.
+   */
+  presence(entry) {
+    if (!this._open) return;                     // the subscribe on open asks for it
+    if (isObject(this._sent.get(entry)) && isObject(entry.watch)) {
+      const { version, watch: meta } = entry;
+      this._sent.set(entry, meta);
+      this._send({ op: "presence", topic: entry.topic, meta }, {
+        onReply: (reply) => this._client._presenceSettled(entry, version, reply.ok ? null : errorFromReply(reply)),
+        onLost() {},                             // the next socket subscribes with the meta
+      });
+    } else {
+      this._send({ op: "unsubscribe", topic: entry.topic }, IGNORE);
+      this._subscribe(entry);
+    }
+  }
+
   request(request) {
     const id = this._send(request.frame, {
       onReply: (reply) => (reply.ok ? request.settle(null, reply) : request.settle(errorFromReply(reply))),
@@ -608,10 +1053,21 @@ class WebSocketTransport {
   }
 
   _subscribe(entry) {
+    const client = this._client;
     const frame = { op: "subscribe", topic: entry.topic };
     if (entry.position != null) frame.since = entry.position;
+    if (entry.watch !== null) frame.presence = entry.watch;
+    const { version } = entry;
+    this._sent.set(entry, entry.watch);
+    entry.roster.reset();                        // its state follows the reply
     // A lost subscribe is not an error: the next socket subscribes again.
-    this._send(frame, { onReply: (reply) => this._client._onSubscribeReply(entry, reply), onLost() {} });
+    this._send(frame, {
+      onReply: (reply) => {
+        client._onSubscribeReply(entry, reply);
+        if (reply.ok && entry.watch !== null) client._presenceSettled(entry, version);
+      },
+      onLost() {},
+    });
   }
 
   _onOpen() {
@@ -635,6 +1091,9 @@ class WebSocketTransport {
       return;
     }
     if (frame.op === "message") return client._onMessage(frame);
+    if ((frame.op === "presence" || frame.op === "presence_diff") && !("id" in frame)) {
+      return client._onPresence(frame);
+    }
     if (!("id" in frame)) return;                // an unknown kind of frame: ignore
     if (frame.id === null) {                     // an error that answers no request
       if (frame.ok === false) client._emit("error", errorFromReply(frame));
@@ -686,6 +1145,8 @@ class HttpTransport {
 
   refresh() { this._restartSoon(); }
 
+  presence() { this._restartSoon(); }
+
   close() {
     if (this._over) return;
     this._stop();
@@ -702,8 +1163,18 @@ class HttpTransport {
   }
 
   /** What identifies a run: restarting is needed when it changes. */
-  _key(topics) {
-    return topics.join("\n");
+  _key(topics, presence) {
+    return `${topics.join("\n")}\n\n${JSON.stringify([...presence])}`;
+  }
+
+  /** The run's `presence` parameter: topic -> true (watch) or the meta to be tracked with. */
+  _presence(topics) {
+    const presence = new Map();
+    for (const topic of topics) {
+      const { watch } = this._client._topics.get(topic);
+      if (watch !== null) presence.set(topic, watch);
+    }
+    return presence;
   }
 
   /**
@@ -719,12 +1190,20 @@ class HttpTransport {
       if (this._over) return;
       const client = this._client;
       const topics = [...client._topics.keys()];
-      const key = this._key(topics);
+      const presence = this._presence(topics);
+      const key = this._key(topics, presence);
       if (this._run?.key === key) return;        // the request in flight is the right one
       this._stop();
       if (!topics.length) return this._up();
       const cursor = topics.map((topic) => client._topics.get(topic).position ?? "");
-      const run = { topics, key, cursor, controller: new AbortController(), timer: null };
+      // Each topic's presence version, to settle its updates once the server has it.
+      const versions = new Map();
+      for (const topic of presence.keys()) {
+        const entry = client._topics.get(topic);
+        versions.set(topic, entry.version);
+        entry.roster.reset();                    // the new run begins with a whole state
+      }
+      const run = { topics, key, cursor, presence, versions, controller: new AbortController(), timer: null };
       this._run = run;
       try {
         Promise.resolve(this._connect(run)).catch((error) => this._fail(run, 1006, describe(error)));
@@ -759,10 +1238,15 @@ class HttpTransport {
 
   /** The server answered the run: it works here. `topics` is its `{topic: {position, recovered?}}`. */
   _answered(run, topics) {
-    this._client._markProven(this);
-    this._client._resetBackoff();
+    const client = this._client;
+    client._markProven(this);
+    client._resetBackoff();
     this._up();
     this._announce(run, topics);
+    for (const [topic, version] of run.versions) {
+      const entry = client._topics.get(topic);
+      if (entry) client._presenceSettled(entry, version);
+    }
   }
 
   /**
@@ -873,7 +1357,9 @@ async function publishOverHttp(client, request) {
  * The stream begins with `event: tidings.open` (`id:` the cursor; data: where each
  * topic stands). Each message event has the cursor after it as `id:` and the message
  * data only: its topic is the part of the cursor that changed. `event: tidings.close`
- * without an `id:` means the server dropped the stream.
+ * without an `id:` means the server dropped the stream. With a `presence` parameter
+ * (topic -> true or a meta), `tidings.presence` and `tidings.presence_diff` events
+ * (no `id:`) carry the presence frames of docs/protocol.md.
  */
 class SseTransport extends HttpTransport {
   get name() { return "sse"; }
@@ -884,7 +1370,7 @@ class SseTransport extends HttpTransport {
     let response;
     try {
       // `since` rather than a Last-Event-ID header: that would need a CORS preflight.
-      response = await client._get(client._httpUrl("sse", run.topics, run.cursor), "text/event-stream", run.controller.signal);
+      response = await client._get(client._httpUrl("sse", run.topics, run.cursor, undefined, run.presence), "text/event-stream", run.controller.signal);
     } catch (error) {
       return this._fail(run, 1006, describe(error));
     }
@@ -927,6 +1413,16 @@ class SseTransport extends HttpTransport {
       run.parts = lastEventId.split(",");
       return this._answered(run, parseJson(data)?.topics);
     }
+    if (type === "tidings.presence" || type === "tidings.presence_diff") {
+      // The frame of docs/protocol.md; no `id:`, so the cursor does not move.
+      const frame = parseJson(data);
+      if (!isObject(frame) || !run.presence.has(frame.topic)) {
+        client._emit("error", new TidingsError("bad_frame", `the server sent a ${type} event that cannot be read`));
+        return;
+      }
+      client._onPresence({ ...frame, op: type.slice("tidings.".length) });
+      return;
+    }
     const parts = lastEventId.split(",");
     const changed = run.topics.map((_, i) => i).filter((i) => parts[i] !== run.parts[i]);
     if (!changed.length) {
@@ -954,20 +1450,23 @@ class SseTransport extends HttpTransport {
  * A refusal is only "error" to it, as is a network failure: both close this transport.
  */
 class EventSourceTransport extends SseTransport {
-  _key(topics) {
-    return `${topics.join("\n")}\n\n${[...this._eventNames()].join("\n")}`;
+  _key(topics, presence) {
+    return `${super._key(topics, presence)}\n\n${[...this._eventNames()].join("\n")}`;
   }
 
   _eventNames() {
     const names = new Set(["tidings.open", "tidings.close", "message"]);
-    for (const entry of this._client._topics.values()) for (const name of entry.events) names.add(name);
+    for (const entry of this._client._topics.values()) {
+      for (const name of entry.events) names.add(name);
+      if (entry.watch !== null) names.add("tidings.presence").add("tidings.presence_diff");
+    }
     return names;
   }
 
   _connect(run) {
     const client = this._client;
     this._expectOpen(run);
-    const source = new client._EventSource(client._httpUrl("sse", run.topics, run.cursor));
+    const source = new client._EventSource(client._httpUrl("sse", run.topics, run.cursor, undefined, run.presence));
     run.controller.signal.addEventListener("abort", () => source.close());
     for (const type of this._eventNames()) {
       source.addEventListener(type, (event) => {
@@ -983,9 +1482,18 @@ class EventSourceTransport extends SseTransport {
  * Long-polling, `GET <baseUrl>poll?topic=..[&since=<cursor>]&timeout=<s>`: each answer
  * is `{messages, since, topics}`; the next poll goes at once with the `since` returned.
  * The first poll of a run has timeout=0, so subscriptions are ready without waiting.
+ * With a `presence` parameter, each answer also has `presence: {topic: {state} or
+ * {count}}`, the whole state each time: the Roster turns it into joins and leaves.
+ * A poller is not connected between polls, so it only watches: it asks `true`.
  */
 class LongPollTransport extends HttpTransport {
   get name() { return "longpoll"; }
+
+  _presence(topics) {
+    const presence = super._presence(topics);
+    for (const topic of presence.keys()) presence.set(topic, true);
+    return presence;
+  }
 
   async _connect(run) {
     const client = this._client;
@@ -994,7 +1502,7 @@ class LongPollTransport extends HttpTransport {
       let response;
       let body;
       try {
-        response = await client._get(client._httpUrl("poll", run.topics, run.cursor, timeout), "application/json", run.controller.signal);
+        response = await client._get(client._httpUrl("poll", run.topics, run.cursor, timeout, run.presence), "application/json", run.controller.signal);
         if (run !== this._run) return;
         if (!response.ok) return this._refused(run, response);
         body = await response.json();
@@ -1007,6 +1515,12 @@ class LongPollTransport extends HttpTransport {
       }
       if (timeout === 0) this._answered(run, body.topics);
       else this._announce(run, body.topics);
+      const snapshots = isObject(body.presence) ? body.presence : {};
+      for (const topic of run.presence.keys()) {
+        const snapshot = own(snapshots, topic);
+        if (run !== this._run) return;           // a listener changed the topics
+        if (isObject(snapshot)) client._onPresence({ op: "presence", topic, state: snapshot.state, count: snapshot.count });
+      }
       for (const message of body.messages) {
         if (run !== this._run) return;           // a callback changed the topics
         client._onMessage(message);
