@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -195,4 +197,57 @@ def test_falling_back_mid_stream_keeps_the_position(browser, server, page_errors
             expect(a.locator("#chat li .text")).to_have_text(sent, timeout=30_000)
             send(2, f"live on {now}")
             expect(a.locator("#chat li .text")).to_have_text(sent, timeout=30_000)
+    assert page_errors == []
+
+
+def test_dashboard_counts_and_who_views_or_edits(browser, server, page_errors):
+    """Three browser contexts: bob, and alice in two tabs (two contexts). The dashboard
+    counts two active users, shows who views and who edits the document, and the feed."""
+    from demo.dashboard.models import Document
+    from django.contrib.auth.models import User
+
+    def setup() -> None:  # in a thread: Playwright's loop runs in this one, Django refuses it
+        for name in ("alice", "bob"):
+            if not User.objects.filter(username=name).exists():
+                User.objects.create_user(name, password=f"pw-{name}-1")
+        Document.objects.get_or_create(slug="plan", defaults={"title": "Plan"})
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(setup).result()
+
+    def logged_in(name: str) -> Page:
+        page = browser.new_context().new_page()
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.goto(f"{server.url}/accounts/login/?next=/dashboard/")
+        page.fill("#id_username", name)
+        page.fill("#id_password", f"pw-{name}-1")
+        page.click("#login")
+        expect(page.locator("body")).to_have_attribute("data-live", "1", timeout=10_000)
+        return page
+
+    bob = logged_in("bob")
+    row = bob.locator('#documents tr[data-slug="plan"]')
+    expect(bob.locator("#active-count")).to_have_text("1")
+    alice1 = logged_in("alice")
+    expect(bob.locator("#active-count")).to_have_text("2")
+    alice1.goto(f"{server.url}/dashboard/docs/plan/")
+    expect(row.locator(".viewing")).to_have_text("alice")
+    expect(row.locator(".editing")).to_have_text("")
+    alice2 = logged_in("alice")  # a second tab of alice's: still one active user
+    alice2.goto(f"{server.url}/dashboard/docs/plan/edit/")
+    expect(row.locator(".editing")).to_have_text("alice")
+    expect(row.locator(".viewing")).to_have_text("alice")
+    expect(alice1.locator("#here")).to_have_text("alice (editing, viewing)")
+    expect(bob.locator("#active-count")).to_have_text("2")
+    expect(bob.locator("#active-names")).to_have_text("alice, bob")
+    alice2.fill("#id_body", "The plan, version 2.")
+    alice2.click("#save")
+    expect(bob.locator("#feed li", has_text="alice saved 'Plan'")).to_have_count(1)
+    expect(row.locator(".editing")).to_have_text("")  # back on the document: viewing only
+    expect(row.locator(".viewing")).to_have_text("alice")
+    alice1.context.close()
+    alice2.context.close()  # alice's last tab: she leaves, at once
+    expect(row.locator(".viewing")).to_have_text("")
+    expect(bob.locator("#active-count")).to_have_text("1")
+    bob.screenshot(path="/tmp/tidings-dashboard.png")
     assert page_errors == []
