@@ -23,6 +23,8 @@ INSTALLED_APPS = [
     "demo.rooms",
     "demo.headlines",
     "demo.dashboard",
+    "demo.counters",
+    "demo.chat",
 ]
 
 MIDDLEWARE = [

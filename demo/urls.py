@@ -9,6 +9,8 @@ urlpatterns = [
     path("rooms/", include("demo.rooms.urls")),
     path("headlines/", include("demo.headlines.urls")),
     path("dashboard/", include("demo.dashboard.urls")),
+    path("counters/", include("demo.counters.urls")),
+    path("chat/", include("demo.chat.urls")),
     path("accounts/signup/", dashboard_views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

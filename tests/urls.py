@@ -6,5 +6,6 @@ from tests.testapp import views
 urlpatterns = [
     path("test/publish", views.publish_view),
     path("test/hub", views.hub_view),
+    path("test/write", views.write_view),
     *demo_urlpatterns,
 ]

@@ -204,3 +204,23 @@ it("server errors that answer no request and frames that are not JSON go to the 
   assert.deepEqual(errors, ["too_large", "bad_frame", "bad_frame"]);
   assert.equal(client.state, "open", "the connection stays open");
 });
+
+test("initial: the subscribe asks for a snapshot, which reaches the callback before changes, and again after a reconnect", { timeout: 5000 }, async (t) => {
+  const { client, WS } = setup(t);
+  const got = [];
+  const sub = client.subscribe("app.counter", (m) => got.push(m.op === "snapshot" ? ["snapshot", m.rows.length] : ["message", m.data.action]), { initial: true });
+  WS.last.serverOpen();
+  const [frame] = WS.last.framesOf("subscribe");
+  assert.equal(frame.initial, true);
+  WS.last.reply(frame, { topic: "app.counter", position: "e:3" });
+  WS.last.serverSend({ op: "snapshot", topic: "app.counter", position: "e:3", rows: [{ pk: 1, data: {} }, { pk: 2, data: {} }] });
+  WS.last.serverSend({ op: "message", topic: "app.counter", position: "e:4", event: "update", data: { action: "update" } });
+  await sub.ready;
+  assert.deepEqual(got, [["snapshot", 2], ["message", "update"]]);
+  WS.last.serverClose(1006);
+  await until(() => WS.instances.length === 2);
+  WS.last.serverOpen();
+  const [again] = WS.last.framesOf("subscribe");
+  assert.equal(again.initial, true);
+  assert.equal(again.since, "e:4");
+});

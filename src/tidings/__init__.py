@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tidings.api import aposition, apublish, publish
+    from tidings.feeds import ModelFeed, feed
     from tidings.handlers import ClientMessage, Reject, handler
     from tidings.holds import hold_longpoll, hold_stream, hold_websocket, is_websocket
     from tidings.messages import Message, Position
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
 __all__ = [
     "ClientMessage",
     "Message",
+    "ModelFeed",
     "Position",
     "Reject",
     "allow",
     "aposition",
     "apublish",
+    "feed",
     "handler",
     "hold_longpoll",
     "hold_stream",
@@ -57,6 +60,8 @@ _WHERE = {
     "Message": "tidings.messages",
     "Position": "tidings.messages",
     "track": "tidings.tracker",
+    "ModelFeed": "tidings.feeds",
+    "feed": "tidings.feeds",
 }
 
 

@@ -19,6 +19,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         broker_from_url(settings.broker)
     except (ImproperlyConfigured, ValueError, KeyError, TypeError) as e:
         return [checks.Error(f"TIDINGS is misconfigured: {e}", id="tidings.E001")]
+    problems = grip_key_problems(settings.grip)
+    if problems:
+        return problems
     workers = os.environ.get("WEB_CONCURRENCY", "1")
     if settings.broker.startswith("memory:") and workers.isdigit() and int(workers) > 1:
         return [
@@ -30,3 +33,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         ]
     return []
+
+
+GRIP_DEFAULT_KEY = b"changeme"  # Pushpin's sig_key out of the box
+GRIP_MIN_KEY_BYTES = 32
+
+
+def grip_key_problems(proxies: Any) -> list[checks.CheckMessage]:
+    """A GRIP key anyone could know or guess would let anyone pose as the proxy."""
+    problems: list[checks.CheckMessage] = []
+    for proxy in proxies:
+        if proxy.key == GRIP_DEFAULT_KEY:
+            problems.append(
+                checks.Error(
+                    "TIDINGS['GRIP']['KEY'] is Pushpin's default key 'changeme': anyone can "
+                    "sign requests as the proxy.",
+                    hint="Set a random sig_key in pushpin.conf and the same KEY here "
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))').",
+                    id="tidings.E002",
+                )
+            )
+        elif len(proxy.key) < GRIP_MIN_KEY_BYTES:
+            problems.append(
+                checks.Error(
+                    f"TIDINGS['GRIP']['KEY'] has {len(proxy.key)} bytes; at least "
+                    f"{GRIP_MIN_KEY_BYTES} are needed for HS256.",
+                    hint="Use a random key of 32 bytes or more (and the same sig_key in "
+                    "pushpin.conf).",
+                    id="tidings.E003",
+                )
+            )
+    return problems

@@ -55,6 +55,19 @@ class HistoryPolicy:
 
 
 @dataclass(frozen=True)
+class GripProxy:
+    """One GRIP proxy (Pushpin) in front of this site: where to publish, how it signs.
+
+    ``key`` verifies the ``Grip-Sig`` of the requests it forwards (HS256); ``iss``,
+    when set, must be the token's issuer (Pushpin's ``sig_iss``).
+    """
+
+    control_uri: str
+    key: bytes
+    iss: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     broker: str
     path: str
@@ -74,6 +87,7 @@ class Settings:
     poll_timeout: float
     poll_max_timeout: float
     presence_sync: float
+    grip: tuple[GripProxy, ...] = ()
     _history_cache: dict[str, HistoryPolicy] = field(default_factory=dict, compare=False)
 
     @property
@@ -105,6 +119,32 @@ def _policy(value: Any, default: HistoryPolicy, where: str) -> HistoryPolicy:
     return HistoryPolicy(
         size=int(value.get("size", default.size)), ttl=float(value.get("ttl", default.ttl))
     )
+
+
+def _grip(value: Any) -> tuple[GripProxy, ...]:
+    """``TIDINGS["GRIP"]``: one proxy's dict, or a list of them; ``None``/absent: off."""
+    if value is None:
+        return ()
+    entries = value if isinstance(value, list | tuple) else [value]
+    proxies = []
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - {"CONTROL_URI", "KEY", "ISS"}:
+            raise ImproperlyConfigured(
+                "TIDINGS['GRIP'] must be a dict (or a list of dicts) with 'CONTROL_URI', "
+                "'KEY' and optionally 'ISS'"
+            )
+        uri, key, iss = entry.get("CONTROL_URI"), entry.get("KEY"), entry.get("ISS")
+        if not isinstance(uri, str) or not uri.startswith(("http://", "https://")):
+            raise ImproperlyConfigured("TIDINGS['GRIP']['CONTROL_URI'] must be an http(s) URL")
+        if not isinstance(key, str | bytes) or not key:
+            raise ImproperlyConfigured(
+                "TIDINGS['GRIP']['KEY'] is required: Pushpin's sig_key, to verify Grip-Sig"
+            )
+        if iss is not None and not isinstance(iss, str):
+            raise ImproperlyConfigured("TIDINGS['GRIP']['ISS'] must be a string")
+        raw = key.encode() if isinstance(key, str) else bytes(key)
+        proxies.append(GripProxy(uri.rstrip("/"), raw, iss))
+    return tuple(proxies)
 
 
 def load() -> Settings:
@@ -142,6 +182,7 @@ def load() -> Settings:
         poll_timeout=float(raw["POLL_TIMEOUT"]),
         poll_max_timeout=float(raw["POLL_MAX_TIMEOUT"]),
         presence_sync=float(raw["PRESENCE_SYNC"]),
+        grip=_grip(raw.get("GRIP")),
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from tidings import policy
 from tidings.brokers.base import BrokerError
+from tidings.feeds import Row, find_feed, shown, snapshot_frame
 from tidings.handlers import Reject
 from tidings.joins import Joins
 from tidings.messages import Message
@@ -65,6 +66,9 @@ class Connection:
         """Send (or queue) a message of a subscribed topic; the hub calls this."""
         if self._joins.busy() and not self._joins.admit(message):
             return
+        audience = message.audience
+        if audience is not None and not audience.visible(self.user, message.data.get("data")):
+            return  # a model feed's row this user may not see
         self.writer.write(message.ws_frame, message.key)
 
     def _push(self, frame: str) -> None:
@@ -169,9 +173,21 @@ class Connection:
             message = f"Presence is not enabled on {topic!r}."
             self._push(error_frame(request.id, "bad_request", message))
             return
+        feed = find_feed(topic) if request.initial else None
+        if request.initial and feed is None:
+            self._push(error_frame(request.id, "bad_request", f"{topic!r} is not a model feed."))
+            return
+        rows: list[Row] = []
+
+        async def snapshot() -> None:
+            assert feed is not None
+            rows.extend(await feed.asnapshot(self.user, topic))
+
         self.session.subscribed(topic)
         try:
-            result, messages = await self._joins.join(self.node, topic, self, request.since)
+            result, messages = await self._joins.join(
+                self.node, topic, self, request.since, snapshot if feed is not None else None
+            )
         except BaseException:
             self.session.unsubscribed(topic)
             self._joins.forget(topic)
@@ -181,7 +197,16 @@ class Connection:
         if request.since is not None:
             fields["recovered"] = result.recovered
         self._reply(request.id, **fields)
-        self.writer.replay([m.ws_frame for m in messages])
+        if feed is not None:
+            self._push(snapshot_frame(topic, result.position, rows))
+            messages = [m for m in messages if not shown(m, rows)]
+        self.writer.replay(
+            [
+                m.ws_frame
+                for m in messages
+                if m.audience is None or m.audience.visible(self.user, m.data.get("data"))
+            ]
+        )
         if tracked is not None:
             await self._join_presence(topic, tracked, request.presence)
 

@@ -16,15 +16,23 @@ resource, as the headline API does:
 What is sent for each published item comes from its formats (:mod:`tidings.formats`).
 Holds do not check tidings' rules: the view that calls them is the gate, as for any
 other response it returns. Without a proxy, tidings holds the request in this process;
-the Pushpin integration makes the same calls answer with GRIP instructions instead.
+behind Pushpin (``TIDINGS["GRIP"]``, :mod:`tidings.grip`) the same calls answer a request
+that came through the proxy with GRIP instructions instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseNotModified,
+    StreamingHttpResponse,
+)
 
+from tidings import grip
 from tidings.formats import http_response, stream_chunk
 from tidings.listener import Listener
 from tidings.messages import Position
@@ -55,8 +63,13 @@ def parse_etag(value: str | None) -> Position | None:
 
 
 def is_websocket(request: HttpRequest) -> bool:
-    """Is this request a WebSocket handshake (that :func:`hold_websocket` can hold)?"""
-    return request.headers.get("Upgrade", "").lower() == "websocket"
+    """Is this request a WebSocket handshake (that :func:`hold_websocket` can hold)?
+
+    Behind Pushpin, a WebSocket-over-HTTP request from the proxy is one too.
+    """
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return True
+    return get_node().settings.grip != () and grip.is_ws_over_http(request)
 
 
 def hold_stream(
@@ -66,19 +79,22 @@ def hold_stream(
     since: Position | str | None = None,
     content_type: str = "text/event-stream",
     keep_alive: str | None = ": keep-alive\n\n",
-) -> StreamingHttpResponse:
+) -> HttpResponseBase:
     """Stream every item published to ``topic`` from now on (or after ``since``).
 
     Each item is written as its ``http_stream`` format, or else as an SSE event with
     its position as ``id``, so an ``EventSource`` that reconnects resumes by itself
     (``Last-Event-ID`` is used as ``since`` when none is given). ``keep_alive`` is
-    written when nothing else was for ``TIDINGS["SSE_KEEPALIVE"]`` seconds.
+    written when nothing else was for ``TIDINGS["SSE_KEEPALIVE"]`` seconds. Behind
+    Pushpin, the proxy holds the stream (:mod:`tidings.grip`).
     """
     node = get_node()
     topics = _topics(topic, node)
     start = since if isinstance(since, Position) else parse_etag(since)
     if start is None and since is None and len(topics) == 1:
         start = parse_etag(request.headers.get("Last-Event-ID"))
+    if node.settings.grip and grip.proxied(request, node.settings):
+        return grip.stream_link_response(node.settings, topics, start, content_type, keep_alive)
     response = StreamingHttpResponse(
         _stream(node, topics, start, keep_alive), content_type=content_type
     )
@@ -124,6 +140,12 @@ async def hold_longpoll(
     node = get_node()
     (topic,) = _topics(topic, node)
     start = since if isinstance(since, Position) else parse_etag(since)
+    if node.settings.grip and grip.proxied(request, node.settings):
+        result = await node.broker.history(topic, start)
+        if start is not None and result.recovered and result.messages:
+            return http_response(result.messages[0])
+        response = timeout_response if timeout_response is not None else HttpResponseNotModified()
+        return grip.hold_response(response, {grip.channel(topic): result.position}, timeout)
     async with Listener(node, [topic]) as listener:
         await listener.join({topic: start})
         if await listener.wait(timeout) and not listener.overflowed:
@@ -141,12 +163,25 @@ class WebSocketHold(HttpResponse):
         self.topics = topics
 
 
-def hold_websocket(request: HttpRequest, topic: str | Sequence[str]) -> WebSocketHold:
+def hold_websocket(request: HttpRequest, topic: str | Sequence[str]) -> HttpResponse:
     """Accept this WebSocket and send it every item published to ``topic``.
 
     Each item is sent as its ``ws_message`` format, else as its data's JSON. What the
     client sends is read and ignored. Only for requests where :func:`is_websocket`.
+    Behind Pushpin (WebSocket-over-HTTP) the answer accepts the socket and subscribes
+    it to the topics' channels.
     """
     if not is_websocket(request):
         raise ValueError("hold_websocket() needs a WebSocket request (see is_websocket())")
-    return WebSocketHold(_topics(topic, get_node()))
+    topics = _topics(topic, get_node())
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return WebSocketHold(topics)
+    try:
+        events = grip.ws_events(request)
+    except ValueError:
+        return HttpResponse("Bad WebSocket events.\n", status=400)
+    opening = bool(events) and events[0].type == "OPEN"
+    out: list[tuple[str, bytes | None]] = []
+    if opening:
+        out = [("TEXT", grip.ws_control("subscribe", channel=grip.channel(t))) for t in topics]
+    return grip.ws_answer(events, out)

@@ -10,6 +10,7 @@ so one comparison per message is all it takes, and only right after a join.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from tidings.brokers import HistoryResult
@@ -53,19 +54,32 @@ class Joins:
         self.floors.pop(topic, None)
 
     async def join(
-        self, node: Node, topic: str, subscriber: Subscriber, since: Position | None
+        self,
+        node: Node,
+        topic: str,
+        subscriber: Subscriber,
+        since: Position | None,
+        snapshot: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[HistoryResult, list[Message]]:
-        """Subscribe ``subscriber``; return the history result and what to send, in order."""
+        """Subscribe ``subscriber``; return the history result and what to send, in order.
+
+        ``snapshot`` (a model feed's initial rows) is read after the position, while live
+        messages are still held back, so nothing falls between it and what follows.
+        """
         pending = self.pending[topic] = []
         try:
             await node.subscribe(topic, subscriber)
             try:
                 result = await node.broker.history(topic, since)
+                if snapshot is not None:
+                    await snapshot()
             except BaseException:
                 await node.unsubscribe(topic, subscriber)
                 raise
         finally:
             del self.pending[topic]
+        for message in result.messages:
+            node.tag(message)
         now = result.position
         live = [
             m for m in pending if m.position.epoch != now.epoch or m.position.offset > now.offset

@@ -20,8 +20,9 @@ from tidings.outbox import Outbox
 
 
 class Listener:
-    def __init__(self, node: Node, topics: Iterable[str]) -> None:
+    def __init__(self, node: Node, topics: Iterable[str], user: Any = None) -> None:
         self.node = node
+        self.user = user
         self.topics = list(dict.fromkeys(topics))
         self.results: dict[str, HistoryResult] = {}
         self.overflowed = False
@@ -46,13 +47,21 @@ class Listener:
             result, messages = await self._joins.join(self.node, topic, self, since.get(topic))
             self._joined.append(topic)
             self.results[topic] = result
+            messages = [m for m in messages if self._may_see(m)]
             if messages and not self.overflowed:
                 self._queue.replay(messages)
                 self._wake()
 
     def deliver(self, message: Message) -> None:
-        if not self._joins.busy() or self._joins.admit(message):
+        if self._joins.busy() and not self._joins.admit(message):
+            return
+        if self._may_see(message):
             self._add(message)
+
+    def _may_see(self, message: Message) -> bool:
+        """A model feed may hide some rows from some users (``ModelFeed.visible``)."""
+        audience = message.audience
+        return audience is None or bool(audience.visible(self.user, message.data.get("data")))
 
     def presence_frame(self, topic: str, frame: str) -> None:
         """A presence frame of a watched topic (the tracker calls this)."""

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+_UNSET: Any = object()
 _SSE_LINES = re.compile(r"\r\n|\r|\n")
 _POSITION = re.compile(r"([A-Za-z0-9]{1,32}):(0|[1-9][0-9]{0,17})")
 
@@ -57,9 +58,11 @@ class Message:
     """One published message of one topic, immutable once it has a position."""
 
     __slots__ = (
+        "_data",
         "_formats",
         "_sse_body",
         "_ws_frame",
+        "audience",
         "data_json",
         "event",
         "formats_json",
@@ -85,13 +88,19 @@ class Message:
         self.timestamp = time.time() if timestamp is None else timestamp
         self.formats_json = formats_json
         self.key: str | None = None  # set by the node for coalescing topics (COALESCE)
+        self.audience: Any = None  # set by the node when a feed filters who sees it
+        self._data: Any = _UNSET
         self._ws_frame: str | None = None
         self._sse_body: str | None = None
         self._formats: dict[str, Any] | None = None
 
     @property
     def data(self) -> Any:
-        return json.loads(self.data_json)
+        """The data, decoded once (shared: do not modify it)."""
+        data = self._data
+        if data is _UNSET:
+            data = self._data = json.loads(self.data_json)
+        return data
 
     @property
     def ws_frame(self) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
+from tidings.feeds import find_feed
 from tidings.hub import Hub, Subscriber
 from tidings.messages import Message, Position
 from tidings.protocol import CLOSE_SERVICE_RESTART, Limits
@@ -34,6 +35,7 @@ class Node:
         self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # open HTTP streams/polls
         self.shutting_down = False
         self.tracker = Tracker(self)
+        self._tags: dict[str, tuple[str | None, Any]] = {}
         self.limits = Limits(  # one for every connection of this process
             max_frame_bytes=settings.max_frame_bytes,
             max_subscriptions=settings.max_subscriptions,
@@ -54,19 +56,32 @@ class Node:
             self._start_lock = asyncio.Lock()
         async with self._start_lock:
             if self._loop is None:
-                await self.broker.start(
-                    self._deliver if self.settings.coalesce else self.hub.dispatch
-                )
+                await self.broker.start(self._deliver)
                 self._loop = asyncio.get_running_loop()
 
     def _deliver(self, message: Message) -> None:
-        """Key messages of coalescing topics (once per message), then fan out."""
-        field = self.settings.coalesce_field(message.topic)
+        self.tag(message)
+        self.hub.dispatch(message)
+
+    def tag(self, message: Message) -> None:
+        """Tag a message once (its coalescing key, the feed that filters who sees it), as
+        it arrives live or from history. Tags are looked up per topic."""
+        topic = message.topic
+        tags = self._tags.get(topic)
+        if tags is None:
+            if len(self._tags) > 10_000:
+                self._tags.clear()
+            feed = find_feed(topic)
+            tags = self._tags[topic] = (
+                self.settings.coalesce_field(topic),
+                feed if feed is not None and feed.filters else None,
+            )
+        field, audience = tags
         if field is not None:
             data = message.data
             if isinstance(data, dict) and isinstance(data.get(field), str | int):
-                message.key = f"{message.topic}\0{data[field]}"
-        self.hub.dispatch(message)
+                message.key = f"{topic}\0{data[field]}"
+        message.audience = audience
 
     def health(self) -> dict[str, Any]:
         """``ok`` when the broker is connected and the server is not shutting down."""
@@ -126,13 +141,23 @@ class Node:
         self, topic: str, event: str, data_json: str, formats_json: str | None = None
     ) -> Position:
         policy = self.settings.history_for(topic)
-        return self.broker.publish(topic, event, data_json, policy, formats_json)
+        position = self.broker.publish(topic, event, data_json, policy, formats_json)
+        if self.settings.grip:  # behind Pushpin: it holds the connections, tell it too
+            from tidings.grip import publish
+
+            publish(self, topic, event, data_json, formats_json, position)
+        return position
 
     async def apublish(
         self, topic: str, event: str, data_json: str, formats_json: str | None = None
     ) -> Position:
         policy = self.settings.history_for(topic)
-        return await self.broker.apublish(topic, event, data_json, policy, formats_json)
+        position = await self.broker.apublish(topic, event, data_json, policy, formats_json)
+        if self.settings.grip:
+            from tidings.grip import publish
+
+            publish(self, topic, event, data_json, formats_json, position)
+        return position
 
 
 _node: Node | None = None

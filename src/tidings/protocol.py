@@ -32,6 +32,7 @@ class Subscribe:
     topic: str
     since: Position | None
     presence: dict[str, Any] | bool | None  # True: watch; a dict: track with this meta
+    initial: bool = False  # a model feed's snapshot first
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +207,10 @@ class Session:
                 "too_many_subscriptions",
                 f"A connection may hold at most {self.limits.max_subscriptions} subscriptions.",
             )
-        return Subscribe(rid, topic, position, presence)
+        initial = frame.get("initial", False)
+        if not isinstance(initial, bool):
+            return Error(rid, "bad_request", "'initial' must be true or false.")
+        return Subscribe(rid, topic, position, presence, initial)
 
     def _publish(self, rid: RequestId, topic: str, frame: dict[str, Any]) -> Outcome:
         if "data" not in frame:

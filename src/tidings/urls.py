@@ -3,6 +3,7 @@
 
 from django.urls import path
 
+from tidings.grip import stream_next_view, ws_over_http_view
 from tidings.transports.http import health_view
 from tidings.transports.longpoll import poll_view, publish_view
 from tidings.transports.sse import sse_view
@@ -13,4 +14,7 @@ urlpatterns = [
     path("poll", poll_view, name="poll"),
     path("publish", publish_view, name="publish"),
     path("health", health_view, name="health"),
+    # behind Pushpin (TIDINGS["GRIP"]): WebSocket-over-HTTP, and held streams' next links
+    path("ws", ws_over_http_view, name="ws-over-http"),
+    path("grip/stream", stream_next_view, name="grip-stream"),
 ]

@@ -39,3 +39,22 @@ tidings.allow("crowd.*", subscribe=True)
 tidings.track("crowd.*", member=_member, counts_only=True)
 tidings.allow("secret.*", subscribe="authenticated")
 tidings.track("secret.*", member=_member)
+
+
+# a model feed whose rows some users may not see
+from tests.testapp.models import Note  # noqa: E402
+
+
+class NoteFeed(tidings.ModelFeed):
+    model = Note
+    fields = ["owner", "text", "private"]
+    name = "notes"
+
+    def can_subscribe(self, user, topic):
+        return True
+
+    def visible(self, user, row):
+        return not row["private"] or row["owner"] == getattr(user, "username", None)
+
+
+tidings.feed(NoteFeed)

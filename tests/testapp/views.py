@@ -61,3 +61,39 @@ async def hub_view(request: HttpRequest) -> JsonResponse:
             "tasks": len(asyncio.all_tasks()),
         }
     )
+
+
+@csrf_exempt
+def write_view(request: HttpRequest) -> JsonResponse:
+    """Model writes inside the server process: ``{"model": "counter"|"note", ...}``.
+
+    ``rollback``: do it in a transaction that is rolled back. ``bulk``: ``QuerySet.update``
+    (no signal). ``increments``: that many increments of one counter.
+    """
+    from demo.counters.models import IntegerValue
+
+    from tests.testapp.models import Note
+
+    body = json.loads(request.body)
+    try:
+        with transaction.atomic():
+            if body["model"] == "note":
+                note = Note.objects.create(
+                    owner=body["owner"], text=body["text"], private=body.get("private", False)
+                )
+                pk = note.pk
+            else:
+                value, _ = IntegerValue.objects.get_or_create(name=body["name"])
+                pk = value.pk
+                for _ in range(int(body.get("increments", 0))):
+                    value.value += 1
+                    value.save()
+                if "delete" in body:
+                    value.delete()
+                if body.get("bulk"):
+                    IntegerValue.objects.filter(pk=pk).update(value=12345)
+            if body.get("rollback"):
+                raise Rollback
+    except Rollback:
+        pass
+    return JsonResponse({"pk": pk})

@@ -50,7 +50,7 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
         return error("bad_request", "'timeout' must be a number of seconds.")
     if not 0 <= timeout <= limit:
         return error("bad_request", f"'timeout' must be between 0 and {limit:g} seconds.")
-    async with Listener(node, req.topics) as listener:
+    async with Listener(node, req.topics, req.user) as listener:
         await listener.join(req.since)
         if not await listener.wait(timeout) or listener.overflowed:
             messages = []

@@ -45,7 +45,7 @@ async def stream(node: Node, req: StreamRequest) -> AsyncIterator[str]:
     settings = node.settings
     ref = secrets.token_urlsafe(12)  # this stream's presence entries
     tracked: list[str] = []
-    async with Listener(node, req.topics) as listener:
+    async with Listener(node, req.topics, req.user) as listener:
         await listener.join(req.since)
         positions, opened = starting_points(listener, req)
         data = json.dumps({"topics": opened}, separators=(",", ":"))

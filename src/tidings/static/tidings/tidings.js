@@ -644,11 +644,14 @@ export class Client extends Emitter {
    * object of at most 1 KB of JSON, without "ref") also tracks this client with it
    * (not over long-polling, where a client only watches). On a topic this client
    * already subscribes to, it adds what is missing (the topic is subscribed anew).
+   * `initial`: on a model feed's topic, the callback first gets `{op: "snapshot",
+   * topic, position, rows: [{pk, data}]}` (again after every resubscribe: replace your
+   * rows with it), then the changes after it (WebSocket only).
    * @param {string} topic @param {(message: object) => void} callback
-   * @param {{since?: string, events?: string[], presence?: boolean|object}} [options]
+   * @param {{since?: string, events?: string[], presence?: boolean|object, initial?: boolean}} [options]
    * @returns {Subscription}
    */
-  subscribe(topic, callback, { since, events = [], presence } = {}) {
+  subscribe(topic, callback, { since, events = [], presence, initial = false } = {}) {
     if (this._closed) throw new TidingsError("closed", "this client was closed");
     if (typeof callback !== "function") throw new TypeError("tidings: subscribe() needs a callback");
     const watch = presence === true ? true : presence == null || presence === false ? null : presenceMeta(presence);
@@ -657,7 +660,7 @@ export class Client extends Emitter {
     if (first) {
       entry = {
         topic, subs: new Set(), position: since ?? null, recovered: undefined, reply: null, events: new Set(),
-        watch, version: 0, roster: new Roster(), waiters: new Set(),
+        watch, version: 0, roster: new Roster(), waiters: new Set(), initial: Boolean(initial),
       };
       this._topics.set(topic, entry);
     }
@@ -772,6 +775,13 @@ export class Client extends Emitter {
     this._topics.delete(sub.topic);
     this._presenceSettled(entry, undefined, new TidingsError("unsubscribed", `unsubscribed from '${sub.topic}'`));
     this._transport?.remove(sub.topic);
+  }
+
+  /** A model feed's snapshot `{op: "snapshot", topic, position, rows}`: to the callbacks. */
+  _onSnapshot(frame) {
+    const entry = this._topics.get(frame.topic);
+    if (!entry || this._closed) return;
+    for (const sub of [...entry.subs]) if (sub.active) sub._deliver(frame);
   }
 
   /** A message `{op: "message", topic, position, event, data}`, from any transport. */
@@ -1057,6 +1067,7 @@ class WebSocketTransport {
     const frame = { op: "subscribe", topic: entry.topic };
     if (entry.position != null) frame.since = entry.position;
     if (entry.watch !== null) frame.presence = entry.watch;
+    if (entry.initial) frame.initial = true;
     const { version } = entry;
     this._sent.set(entry, entry.watch);
     entry.roster.reset();                        // its state follows the reply
@@ -1091,6 +1102,7 @@ class WebSocketTransport {
       return;
     }
     if (frame.op === "message") return client._onMessage(frame);
+    if (frame.op === "snapshot" && !("id" in frame)) return client._onSnapshot(frame);
     if ((frame.op === "presence" || frame.op === "presence_diff") && !("id" in frame)) {
       return client._onPresence(frame);
     }

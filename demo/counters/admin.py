@@ -1,0 +1,5 @@
+from django.contrib import admin
+
+from demo.counters.models import IntegerValue
+
+admin.site.register(IntegerValue)

@@ -1,0 +1,9 @@
+from django.db import models
+
+
+class Note(models.Model):
+    """For feed tests: private notes are seen by their owner only."""
+
+    owner = models.CharField(max_length=50)
+    text = models.CharField(max_length=200)
+    private = models.BooleanField(default=False)
