@@ -251,3 +251,85 @@ def test_dashboard_counts_and_who_views_or_edits(browser, server, page_errors):
     expect(bob.locator("#active-count")).to_have_text("1")
     bob.screenshot(path="/tmp/tidings-dashboard.png")
     assert page_errors == []
+
+
+def _users(*names: str, superuser: bool = False) -> None:
+    """Create users in a thread (Playwright's loop runs in this one)."""
+    from django.contrib.auth.models import User
+
+    def make() -> None:
+        for name in names:
+            if not User.objects.filter(username=name).exists():
+                if superuser:
+                    User.objects.create_superuser(name, password=f"pw-{name}-1")
+                else:
+                    User.objects.create_user(name, password=f"pw-{name}-1")
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(make).result()
+
+
+def test_chat_two_users_and_logged_out_visitors(browser, server, page_errors):
+    _users("cleo", "dan")
+    visitor = browser.new_context().new_page()
+    visitor.goto(f"{server.url}/chat/")
+    expect(visitor.locator("#login-form")).to_be_visible()
+    expect(visitor.locator("#signup-form")).to_be_visible()
+    expect(visitor.locator("#chat")).to_have_count(0)  # nothing to read
+    visitor.fill("#login-form #id_username", "cleo")
+    visitor.fill("#login-form #id_password", "wrong")
+    visitor.click("#login-form button")
+    expect(visitor.locator("#login-error")).to_contain_text("didn't match")
+
+    def chat_as(name: str) -> Page:
+        page = browser.new_context().new_page()
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.goto(f"{server.url}/chat/")
+        page.fill("#login-form #id_username", name)
+        page.fill("#login-form #id_password", f"pw-{name}-1")
+        page.click("#login-form button")
+        expect(page.locator("body")).to_have_attribute("data-live", "1", timeout=10_000)
+        return page
+
+    cleo, dan = chat_as("cleo"), chat_as("dan")
+    cleo.fill("#text", "hello dan")
+    cleo.click("#send")
+    expect(dan.locator("#chat li").last).to_have_text("cleo hello dan")
+    dan.fill("#text", "hi cleo")
+    dan.click("#send")
+    expect(cleo.locator("#chat li").last).to_have_text("dan hi cleo")
+    cleo.reload()  # the snapshot brings back what was said
+    expect(cleo.locator("body")).to_have_attribute("data-live", "1", timeout=10_000)
+    expect(cleo.locator("#chat li").nth(-2)).to_have_text("cleo hello dan")
+    assert page_errors == []
+
+
+def test_counters_live_from_the_page_and_from_the_admin(browser, server, page_errors):
+    _users("root", superuser=True)
+    page = browser.new_context().new_page()
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.goto(f"{server.url}/counters/")
+    expect(page.locator("body")).to_have_attribute("data-live", "1", timeout=10_000)
+    page.fill("#name", "visits")
+    page.press("#name", "Enter")
+    row = page.locator("#counters tr", has_text="visits")
+    expect(row.locator(".value")).to_have_text("0")
+    row.locator(".inc").click()
+    row.locator(".inc").click()
+    expect(row.locator(".value")).to_have_text("2")
+    other = browser.new_context().new_page()  # a second page sees the same, live
+    other.goto(f"{server.url}/counters/")
+    expect(other.locator("#counters tr", has_text="visits").locator(".value")).to_have_text("2")
+    admin = browser.new_context().new_page()
+    admin.goto(f"{server.url}/admin/login/?next=/admin/counters/integervalue/")
+    admin.fill("#id_username", "root")
+    admin.fill("#id_password", "pw-root-1")
+    admin.click("input[type=submit]")
+    admin.click("text=visits = 2")
+    admin.fill("#id_value", "40")
+    admin.click("input[name=_save]")
+    expect(row.locator(".value")).to_have_text("40")  # the admin's save, live on the page
+    expect(other.locator("#counters tr", has_text="visits").locator(".value")).to_have_text("40")
+    row.locator(".del").click()
+    expect(other.locator("#counters tr", has_text="visits")).to_have_count(0)
+    assert page_errors == []
