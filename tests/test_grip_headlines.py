@@ -1,0 +1,109 @@
+"""The headline API (the article's curl session) through a real Pushpin: GRIP holds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.http_helpers import next_event, sse_events
+from tests.pushpin_server import Pushpin, grip_stack
+from tests.test_headlines import curl, put
+from tidings.testing import LiveServer
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[LiveServer, Pushpin]]:
+    with grip_stack() as s:
+        yield s
+
+
+@pytest.fixture
+def headline(stack) -> str:
+    _, proxy = stack
+    status, _, body = curl("-X", "POST", f"{proxy.url}/headlines/")
+    assert status == 200, body
+    return f"{proxy.url}/headlines/{json.loads(body)['id']}/"
+
+
+def test_the_articles_curl_session_through_pushpin(stack, headline):
+    status, headers, _ = curl(headline)
+    assert status == 200
+    etag = headers["etag"]
+    assert re.fullmatch(r'"[A-Za-z0-9]+:\d+"', etag)
+    assert not any(h.startswith("grip-") for h in headers)  # instructions stay in Pushpin
+    status, headers, _ = curl("-H", f"If-None-Match: {etag}", headline)
+    assert status == 304 and headers["etag"] == etag
+    # held by Pushpin, timing out into the view's 304
+    start = time.monotonic()
+    status, headers, _ = curl("-H", f"If-None-Match: {etag}", "-H", "Wait: 1", headline)
+    assert status == 304 and headers["etag"] == etag
+    assert 0.9 < time.monotonic() - start < 10
+    # released by a PUT with the published response
+    result = {}
+    held = threading.Thread(
+        target=lambda: result.update(
+            zip(
+                ("status", "headers", "body"),
+                curl("-H", f"If-None-Match: {etag}", "-H", "Wait: 20", headline),
+                strict=True,
+            )
+        )
+    )
+    start = time.monotonic()
+    held.start()
+    time.sleep(0.7)
+    status, headers, _ = put(headline, type="normal", text="hello to the world")
+    assert status == 200
+    new_etag = headers["etag"]
+    held.join(20)
+    assert time.monotonic() - start < 10
+    assert result["status"] == 200, result
+    assert result["headers"]["etag"] == new_etag
+    assert result["body"].startswith("{\n    ")
+    assert json.loads(result["body"])["text"] == "hello to the world"
+    status, _, _ = curl("-H", f"If-None-Match: {new_etag}", headline)
+    assert status == 304
+
+
+def test_a_stale_etag_answers_at_once(headline):
+    _, headers, _ = curl(headline)
+    put(headline, type="a")
+    start = time.monotonic()
+    status, _, body = curl("-H", f"If-None-Match: {headers['etag']}", "-H", "Wait: 20", headline)
+    assert status == 200 and json.loads(body)["type"] == "a"
+    assert time.monotonic() - start < 5
+
+
+async def test_sse_through_pushpin(headline):
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with http.stream("GET", headline, headers={"Accept": "text/event-stream"}) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(r)
+            await asyncio.sleep(0.5)
+            _, headers, _ = await asyncio.to_thread(put, headline, type="sse", text="one")
+            e = await next_event(events)
+            assert e.event == "update" and json.loads(e.data)["text"] == "one"
+            assert f'"{e.id}"' == headers["etag"]
+            _, headers, _ = await asyncio.to_thread(put, headline, type="sse", text="two")
+            e = await next_event(events)
+            assert json.loads(e.data)["text"] == "two" and f'"{e.id}"' == headers["etag"]
+
+
+async def test_websocket_through_pushpin(stack, headline):
+    _, proxy = stack
+    async with connect(headline.replace("http://", "ws://"), origin=proxy.url) as ws:
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(put, headline, type="ws", text="over the socket")
+        update = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert update["type"] == "ws" and update["text"] == "over the socket"
+        await ws.send("ignored")
+        await asyncio.to_thread(put, headline, type="ws", text="again")
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["text"] == "again"
