@@ -62,6 +62,15 @@ DATABASES = {
     }
 }
 
+if os.environ.get("DEMO_PG"):  # a PostgreSQL database name (127.0.0.1:5432, trust auth)
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ["DEMO_PG"],
+        "HOST": os.environ.get("DEMO_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("DEMO_PG_PORT", "5432"),
+        "USER": os.environ.get("DEMO_PG_USER", "postgres"),
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"

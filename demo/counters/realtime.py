@@ -14,6 +14,7 @@ class CounterFeed(tidings.ModelFeed):
     fields = ["name", "value"]
     name = "counters.values"
     version_field = "version"
+    triggers = True  # on PostgreSQL: QuerySet.update() and raw SQL show up too
 
     def can_subscribe(self, user: Any, topic: str) -> bool:
         return True  # as the binding example's has_permission: everyone

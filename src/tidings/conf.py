@@ -36,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "POLL_TIMEOUT": 25.0,
     "POLL_MAX_TIMEOUT": 120.0,
     "PRESENCE_SYNC": 10.0,
+    "PG_LISTEN": False,
 }
 
 
@@ -87,6 +88,7 @@ class Settings:
     poll_timeout: float
     poll_max_timeout: float
     presence_sync: float
+    pg_listen: bool
     grip: tuple[GripProxy, ...] = ()
     _history_cache: dict[str, HistoryPolicy] = field(default_factory=dict, compare=False)
 
@@ -182,6 +184,7 @@ def load() -> Settings:
         poll_timeout=float(raw["POLL_TIMEOUT"]),
         poll_max_timeout=float(raw["POLL_MAX_TIMEOUT"]),
         presence_sync=float(raw["PRESENCE_SYNC"]),
+        pg_listen=bool(raw["PG_LISTEN"]),
         grip=_grip(raw.get("GRIP")),
     )
 

@@ -49,6 +49,8 @@ class ModelFeed:
     # A field that grows with every save of a row (a counter, a precise timestamp): with
     # it, a change that raced a snapshot and is already in it is never sent after it.
     version_field: ClassVar[str | None] = None
+    # PostgreSQL: report every write to the table, ORM or not, by trigger (tidings.pgfeed)
+    triggers: ClassVar[bool] = False
 
     def __init__(self) -> None:
         meta = self.model._meta
@@ -101,6 +103,16 @@ class ModelFeed:
         for topic in self.topics(obj):
             api.publish(topic, payload, event=action)  # after commit, never on rollback
 
+    async def apublish(self, action: str, obj: models.Model, changed: list[str]) -> None:
+        """Async twin of :meth:`publish` (the PostgreSQL listener's)."""
+        from tidings import api
+
+        payload = await sync_to_async(self.payload, thread_sensitive=True)(
+            action, obj, [c for c in changed if c in self.field_names]
+        )
+        for topic in self.topics(obj):
+            await api.apublish(topic, payload, event=action)
+
     def snapshot(self, user: Any, topic: str) -> list[Row]:
         """The rows ``topic`` shows that ``user`` may see (sync: runs in Django's thread)."""
         queryset = self.queryset(topic)
@@ -133,6 +145,8 @@ def feed(cls: type[ModelFeed]) -> ModelFeed:
         instance._tidings_loaded = _values(instance)  # type: ignore[attr-defined]
 
     def saved(sender: Any, instance: models.Model, created: bool, **kwargs: Any) -> None:
+        if _by_triggers(type(instance)):
+            return  # PostgreSQL triggers report it (tidings.pgfeed)
         before = getattr(instance, "_tidings_loaded", None)
         now = _values(instance)
         if created or before is None:
@@ -145,6 +159,8 @@ def feed(cls: type[ModelFeed]) -> ModelFeed:
                 f.publish("create" if created else "update", instance, changed)
 
     def deleted(sender: Any, instance: models.Model, **kwargs: Any) -> None:
+        if _by_triggers(type(instance)):
+            return
         for f in _feeds_of(type(instance)):
             f.publish("delete", instance, [])
 
@@ -159,6 +175,12 @@ def feed(cls: type[ModelFeed]) -> ModelFeed:
 
 def _values(obj: models.Model) -> dict[str, Any]:
     return {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}
+
+
+def _by_triggers(model: type[models.Model]) -> bool:
+    from tidings.pgfeed import uses_triggers
+
+    return any(uses_triggers(f) for f in _feeds_of(model))
 
 
 def _feeds_of(model: type[models.Model]) -> list[ModelFeed]:

@@ -39,6 +39,7 @@ and pubcontrol (the publishing client: one background thread per process, in ord
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import struct
@@ -547,3 +548,72 @@ async def ws_over_http_view(request: HttpRequest) -> HttpResponseBase:
     if after != sorted(before):
         response["Set-Meta-Topics"] = ",".join(after)
     return response
+
+
+# -- tidings' SSE and long-poll endpoints ------------------------------------------------
+async def sse_hold(
+    request: HttpRequest,
+    node: Node,
+    topics: list[str],
+    since: dict[str, Position | None],
+    first: bool,
+) -> HttpResponse:
+    """``/realtime/sse`` through the proxy: the replay after ``since`` (with the open
+    event when the stream starts), then ``Grip-Hold: stream`` on the topics' protocol
+    channels and a next link carrying the cursor, which Pushpin follows on each publish
+    (a hint) or gap."""
+    from tidings.transports.http import cursor
+
+    settings = node.settings
+    positions: dict[str, Position] = {}
+    info: dict[str, Any] = {}
+    current: dict[str, Position] = {}
+    replay: list[Message] = []
+    for topic in topics:
+        start = since.get(topic)
+        result = await node.broker.history(topic, start)
+        current[topic] = result.position
+        positions[topic] = start if result.recovered and start is not None else result.position
+        info[topic] = {"position": str(result.position)}
+        if start is not None:
+            info[topic]["recovered"] = result.recovered
+            if result.recovered:
+                replay.extend(result.messages)
+    chunks = []
+    if first:
+        data = json.dumps({"topics": info}, separators=(",", ":"))
+        chunks.append(
+            f"retry: {settings.sse_retry_ms}\n"
+            f"id: {cursor(positions, topics)}\nevent: tidings.open\ndata: {data}\n\n"
+        )
+    for m in replay:
+        positions[m.topic] = m.position
+        chunks.append(f"id: {cursor(positions, topics)}\n{m.sse_body}")
+    response = HttpResponse("".join(chunks), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["Grip-Hold"] = "stream"
+    response["Grip-Channel"] = channel_header({protocol_channel(t): current[t] for t in topics})
+    response["Grip-Keep-Alive"] = keep_alive_header(": keep-alive\n\n", settings.sse_keepalive)
+    query = [("topic", t) for t in topics]
+    query += [("since", cursor(current, topics)), ("link", sign({"t": topics}))]
+    response["Grip-Link"] = link_header(f"{settings.path}sse?{urlencode(query)}")
+    return response
+
+
+async def sse_next(request: HttpRequest, node: Node) -> HttpResponse | None:
+    """A stream's next link (``?link=``, signed by tidings, from the proxy): what came
+    after its cursor. ``None`` when the request is not one."""
+    from tidings.transports.http import parse_cursor
+
+    token = request.GET.get("link")
+    if token is None or not proxied(request, node.settings):
+        return None
+    link = unsign(token)
+    if not isinstance(link, dict) or not isinstance(link.get("t"), list):
+        return HttpResponse("Bad link.\n", status=400)
+    topics: list[str] = link["t"]
+    try:
+        since = parse_cursor(request.GET.get("since", ""), topics)
+    except ValueError:
+        since = {}
+    return await sse_hold(request, node, topics, since, first=False)

@@ -36,6 +36,7 @@ class Node:
         self.shutting_down = False
         self.tracker = Tracker(self)
         self._tags: dict[str, tuple[str | None, Any]] = {}
+        self.pg_listener: Any = None  # tidings.pgfeed.Listener when PG_LISTEN
         self.limits = Limits(  # one for every connection of this process
             max_frame_bytes=settings.max_frame_bytes,
             max_subscriptions=settings.max_subscriptions,
@@ -58,6 +59,11 @@ class Node:
             if self._loop is None:
                 await self.broker.start(self._deliver)
                 self._loop = asyncio.get_running_loop()
+                if self.settings.pg_listen:
+                    from tidings.pgfeed import Listener
+
+                    self.pg_listener = Listener()
+                    self.pg_listener.start()
 
     def _deliver(self, message: Message) -> None:
         self.tag(message)
@@ -87,7 +93,16 @@ class Node:
         """``ok`` when the broker is connected and the server is not shutting down."""
         broker = self.broker.health()
         ok = bool(broker.get("connected")) and not self.shutting_down
-        return {"ok": ok, "broker": broker}
+        health: dict[str, Any] = {"ok": ok, "broker": broker}
+        listener = self.pg_listener
+        if listener is not None:
+            health["pg_listener"] = {
+                "connected": listener.connected,
+                "reconnects": listener.reconnects,
+                "last_error": listener.last_error,
+            }
+            health["ok"] = ok and listener.connected
+        return health
 
     def begin_shutdown(self) -> None:
         """The server is going down: end every stream and held poll now (1012), so their
@@ -98,6 +113,8 @@ class Node:
 
     async def stop(self) -> None:
         await self.tracker.close()
+        if self.pg_listener is not None:
+            await self.pg_listener.stop()
         if self._loop is not None:
             self._loop = None
             await self.broker.close()

@@ -5,5 +5,5 @@ class Note(models.Model):
     """For feed tests: private notes are seen by their owner only."""
 
     owner = models.CharField(max_length=50)
-    text = models.CharField(max_length=200)
+    text = models.TextField()
     private = models.BooleanField(default=False)

@@ -49,6 +49,7 @@ class NoteFeed(tidings.ModelFeed):
     model = Note
     fields = ["owner", "text", "private"]
     name = "notes"
+    triggers = True
 
     def can_subscribe(self, user, topic):
         return True

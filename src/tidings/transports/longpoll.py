@@ -22,7 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from tidings import policy
+from tidings import grip, policy
 from tidings.brokers.base import BrokerError
 from tidings.handlers import Reject
 from tidings.listener import Listener
@@ -50,6 +50,9 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
         return error("bad_request", "'timeout' must be a number of seconds.")
     if not 0 <= timeout <= limit:
         return error("bad_request", f"'timeout' must be between 0 and {limit:g} seconds.")
+    hold = 0.0  # behind Pushpin: answer now, or let it hold (a publish makes it retry)
+    if node.settings.grip and not req.presence and grip.proxied(request, node.settings):
+        hold, timeout = timeout, 0
     async with Listener(node, req.topics, req.user) as listener:
         await listener.join(req.since)
         if not await listener.wait(timeout) or listener.overflowed:
@@ -70,6 +73,9 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
     body += "}"
     response = HttpResponse(body, content_type="application/json")
     response["Cache-Control"] = "no-store"
+    if hold and not messages:
+        channels = {grip.protocol_channel(t): positions[t] for t in req.topics}
+        return grip.hold_response(response, dict(channels), hold)
     return response
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
+from tidings import grip
 from tidings.listener import Listener
 from tidings.messages import Position
 from tidings.node import Node, get_node
@@ -31,10 +32,17 @@ KEEPALIVE = ": keep-alive\n\n"
 
 async def sse_view(request: HttpRequest) -> HttpResponseBase:
     node = get_node()
+    behind_proxy = bool(node.settings.grip) and grip.proxied(request, node.settings)
+    if behind_proxy:  # Pushpin following a held stream's next link
+        linked = await grip.sse_next(request, node)
+        if linked is not None:
+            return linked
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
     req = await stream_request(request, node, resume)
     if not isinstance(req, StreamRequest):
         return req
+    if behind_proxy and not req.presence:  # Pushpin holds it (presence: held here)
+        return await grip.sse_hold(request, node, req.topics, req.since, first=True)
     response = StreamingHttpResponse(stream(node, req), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
