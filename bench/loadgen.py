@@ -169,6 +169,12 @@ class Measurement:
         assert self.publisher is not None
         self.publisher.send(self.wire.publish(topic, data_json(time.time_ns(), seq)))
 
+    async def _profile(self, sig: signal.Signals) -> None:
+        """Start (SIGUSR1) or stop (SIGUSR2) the server's profiler, when it has one."""
+        if self.profile_out is not None:
+            os.kill(self.server.pid, sig)
+            await asyncio.sleep(0.2)  # handled between two callbacks of the server's loop
+
     # -- phases ----------------------------------------------------------------------
     async def accept(self) -> None:
         pid, n, r = self.server.pid, self.n, self.result
@@ -179,11 +185,15 @@ class Measurement:
             async with limit:
                 self.clients.append(await open_subscriber(self.server, self.tally, FANOUT_TOPIC))
 
+        await self._profile(signal.SIGUSR1)
         meter = CpuMeter(self.pids)
         await gather_all([one() for _ in range(n)])
         cpu = meter.stop()
+        await self._profile(signal.SIGUSR2)
         r["accept_per_s"] = n / cpu["wall"]
         r["accept_server_us"] = cpu["server"] / n * 1e6
+        r["accept_server_cpu_pct"] = 100 * cpu["server"] / cpu["wall"]
+        r["accept_client_cpu_pct"] = 100 * cpu["client"] / cpu["wall"]
         await asyncio.sleep(self.plan.settle)
         rss1 = rss_bytes(pid)
         r["rss_base_mib"] = rss0 / MIB
@@ -228,9 +238,7 @@ class Measurement:
         r[f"{key}_messages"] = messages
         r[f"{key}_expected"] = expected
         waiter = tally.arm(expected, record=False)
-        if self.profile_out is not None:
-            os.kill(self.server.pid, signal.SIGUSR1)
-            await asyncio.sleep(0.2)  # the signal is handled between two callbacks
+        await self._profile(signal.SIGUSR1)
         meter = CpuMeter(self.pids)
         sent = time.time_ns()
         self.publisher.send_raw(frames)
@@ -238,8 +246,7 @@ class Measurement:
             await wait_for_deliveries(tally, waiter, self.plan.stall)
         finally:
             cpu = meter.stop()
-            if self.profile_out is not None:
-                os.kill(self.server.pid, signal.SIGUSR2)
+            await self._profile(signal.SIGUSR2)
             delivered = tally.count
             r[f"{key}_delivered"] = delivered
             r[f"{key}_complete"] = delivered == expected
@@ -253,6 +260,7 @@ class Measurement:
                 r[f"{key}_aux_us_per_delivery"] = cpu["aux"] / delivered * 1e6
             r[f"{key}_server_cpu_pct"] = 100 * cpu["server"] / cpu["wall"]
             r[f"{key}_client_cpu_pct"] = 100 * cpu["client"] / cpu["wall"]
+            r[f"{key}_other_cpu_pct"] = 100 * cpu["other"] / cpu["wall"]
 
     async def burst(self) -> None:
         m = self.plan.burst(self.n)

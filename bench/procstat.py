@@ -30,6 +30,14 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent not idle (``/proc/stat``)."""
+    with open("/proc/stat", "rb") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICK  # user nice system idle iowait irq softirq steal
+
+
 class CpuMeter:
     """CPU used by some processes and by this one over a span of wall time."""
 
@@ -37,18 +45,22 @@ class CpuMeter:
         self.pids = pids
         self._start = self._read()
 
-    def _read(self) -> tuple[float, float, list[float]]:
-        return time.perf_counter(), time.process_time(), [cpu_seconds(p) for p in self.pids]
+    def _read(self) -> tuple[float, float, float, list[float]]:
+        pids = [cpu_seconds(p) for p in self.pids]
+        return time.perf_counter(), time.process_time(), machine_busy_seconds(), pids
 
     def stop(self) -> dict[str, float]:
-        """``wall`` seconds, ``client`` CPU seconds (this process), ``server`` CPU seconds
-        (the first pid), ``aux`` (the others, e.g. Redis)."""
-        wall0, own0, others0 = self._start
-        wall1, own1, others1 = self._read()
-        deltas = [b - a for a, b in zip(others0, others1, strict=True)]
+        """``wall`` seconds; CPU seconds of ``client`` (this process), ``server`` (the
+        first pid), ``aux`` (the other pids, e.g. Redis) and ``other`` (everything else
+        on the machine: the noise of a shared host)."""
+        wall0, own0, busy0, pids0 = self._start
+        wall1, own1, busy1, pids1 = self._read()
+        deltas = [b - a for a, b in zip(pids0, pids1, strict=True)]
+        client = own1 - own0
         return {
             "wall": wall1 - wall0,
-            "client": own1 - own0,
+            "client": client,
             "server": deltas[0],
             "aux": sum(deltas[1:]),
+            "other": max(0.0, busy1 - busy0 - client - sum(deltas)),
         }

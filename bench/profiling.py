@@ -3,7 +3,7 @@
 ``python -m bench.profiling OUT MODULE ARGS...`` runs ``python -m MODULE ARGS...``
 (uvicorn, the raw server) as usual, except that SIGUSR1 starts a fresh profiler and
 SIGUSR2 stops it and writes ``OUT.<k>.pstats`` (k = 0, 1, ...). The harness sends them
-around a burst, so the profile holds the burst only, not start-up or accepts.
+around the accept phase and each burst, so each profile holds one phase, not start-up.
 cProfile only sees the main thread: the event loop, which is where the hot path runs.
 
 :func:`summarize` turns one such file into a table per delivery: how many calls and
@@ -57,28 +57,29 @@ def short(path: str) -> str:
     return path
 
 
-def summarize(path: str, deliveries: int, top: int = 25) -> str:
-    """Markdown tables of the top functions by own time and by cumulative time."""
+def summarize(path: str, count: int, unit: str = "delivery", top: int = 25) -> str:
+    """Markdown tables of the top functions by own time and by cumulative time, per
+    ``unit`` (``count`` of them happened while profiling)."""
     stats = pstats.Stats(path)
     rows = stats.stats  # type: ignore[attr-defined]
     total = sum(tt for (_cc, _nc, tt, _ct, _callers) in rows.values())
     lines = [
-        f"Profiled {deliveries:,} deliveries; total own time {total * 1e6 / deliveries:.2f} µs "
-        "per delivery (under cProfile, which inflates it).",
+        f"Profiled {count:,} x {unit}; total own time {total * 1e6 / count:.2f} µs "
+        f"per {unit} (under cProfile, which inflates it).",
         "",
     ]
     for title, index in (("own time (tottime)", 2), ("cumulative time", 3)):
         lines += [
             f"Top {top} by {title}:",
             "",
-            "| function | calls/delivery | own µs/delivery | cum µs/delivery | own share |",
+            f"| function | calls/{unit} | own µs/{unit} | cum µs/{unit} | own share |",
             "|---|---:|---:|---:|---:|",
         ]
         ranked = sorted(rows.items(), key=lambda kv: kv[1][index], reverse=True)[:top]
         for (file, line, name), (_cc, nc, tt, ct, _callers) in ranked:
             lines.append(
-                f"| `{name}` {short(file)}:{line} | {nc / deliveries:.3f} | "
-                f"{tt * 1e6 / deliveries:.3f} | {ct * 1e6 / deliveries:.3f} | "
+                f"| `{name}` {short(file)}:{line} | {nc / count:.3f} | "
+                f"{tt * 1e6 / count:.3f} | {ct * 1e6 / count:.3f} | "
                 f"{100 * tt / total:.1f} % |"
             )
         lines.append("")

@@ -36,6 +36,7 @@ FANOUT: list[tuple[str, str, Fmt]] = [
     ("burst_server_us_per_delivery", "server µs/delivery", _one),
     ("burst_server_cpu_pct", "server CPU %", _int),
     ("burst_client_cpu_pct", "client CPU %", _int),
+    ("burst_other_cpu_pct", "other CPU %", _int),
     ("lone_p50_ms", "p50 ms (lone)", _ms),
     ("lone_p99_ms", "p99 ms (lone)", _ms),
     ("lone_reach_ms", "reaches all ms", _ms),
@@ -49,6 +50,8 @@ TOPICS: list[tuple[str, str, Fmt]] = [
 CONNECTIONS: list[tuple[str, str, Fmt]] = [
     ("accept_per_s", "accepts+subscribes/s", _int),
     ("accept_server_us", "server µs/accept", _int),
+    ("accept_server_cpu_pct", "server CPU %", _int),
+    ("accept_client_cpu_pct", "client CPU %", _int),
     ("idle_mib_per_1k", "RSS MiB / 1k idle", _one),
     ("rss_base_mib", "RSS before, MiB", _one),
 ]
@@ -131,12 +134,17 @@ def markdown(doc: dict[str, Any], labels: dict[str, str]) -> str:
     """The tables of one harness run."""
     summary = doc["summary"]
     meta = doc["meta"]
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+    load = ", ".join(f"{x:.2f}" for x in meta["loadavg_at_start"])
     lines = [
-        f"Run {meta['date']} on {meta['cpus']} x {meta['cpu_model']}; "
+        f"Run {meta['date']} on {meta['cpus']} x {meta['cpu_model']}, "
+        f"{meta.get('memory_gib', '?')} GiB, Linux {meta['kernel']}, load average at start {load}; "
         f"{doc['config']['runs']} run(s) per cell, cells are median (min-max). "
-        f"Code: {meta['git']}.",
+        f"Code: {meta.get('git', 'unknown')}.",
         "",
-        f"Command: `{meta['command']}`",
+        f"Python {meta['python']}, {versions}.",
+        "",
+        f"Command: `{meta['command'].strip()}` (what `make bench` runs).",
         "",
         "### Fan-out: one topic, N subscribers",
         "",
@@ -217,3 +225,22 @@ def write(doc: dict[str, Any], labels: dict[str, str], out: Path, stem: str) -> 
     paths[1].write_text(markdown(doc, labels))
     plot(doc["summary"], labels, paths[2])
     return paths
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def update_doc(doc_path: Path, tables: str, png: str) -> bool:
+    """Put ``tables`` and the plot between the markers of ``doc_path``, if it has them.
+
+    So the published page always shows the last full run, untouched by hand.
+    """
+    if not doc_path.exists():
+        return False
+    text = doc_path.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        return False
+    body = f"{BEGIN}\n{tables}\n![deliveries/s and p99 vs N]({png})\n\n{END}"
+    doc_path.write_text(text[:start] + body + text[end + len(END) :])
+    return True

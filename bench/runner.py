@@ -36,7 +36,6 @@ PACKAGES = (
     "channels",
     "daphne",
     "channels-redis",
-    "redis",
 )
 
 
@@ -77,6 +76,14 @@ def machine(command: str) -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    try:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2)
+        versions["redis-server"] = str(client.info("server")["redis_version"])
+        client.close()
+    except Exception:
+        versions["redis-server"] = None
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": os.cpu_count(),
@@ -153,18 +160,25 @@ def profile(target: Target, n: int, plan: Plan, log_dir: Path, out: Path) -> Pat
     prefix = log_dir / f"profile-{target.name}-{n}"
     with running(target, log_dir, profile_to=prefix) as server:
         r = uvloop.run(Measurement(server, n, plan, profile_out=str(prefix)).run())
-        for k in (0, 1):
+        for k in (0, 1, 2):
             _wait_for(Path(f"{prefix}.{k}.pstats"))
     if r.get("error"):
         raise SystemExit(f"profiled run failed: {r['error']}")
     sections = [
         f"# Profile: {target.label}, N={n:,}",
         "",
-        f"Server under cProfile (main thread = event loop) during the bursts only. "
-        f"Command: `python -m bench {shlex.join(sys.argv[1:])}`",
+        "Server under cProfile (main thread = event loop) during the accept phase and the "
+        "two bursts only. "
+        f"Command: `python -m bench {shlex.join(sys.argv[1:])}`; code: {git_state()}.",
         "",
     ]
-    for k, key, title in ((0, "burst", "Fan-out burst"), (1, "topics", "Many-topics burst")):
+    sections += [
+        f"## Accept: {n:,} connections, each subscribed, {r['accept_per_s']:,.0f}/s "
+        "under the profiler",
+        "",
+        summarize(f"{prefix}.0.pstats", n, unit="connection"),
+    ]
+    for k, key, title in ((1, "burst", "Fan-out burst"), (2, "topics", "Many-topics burst")):
         sections += [
             f"## {title}: {r[f'{key}_messages']:,} messages, "
             f"{r[f'{key}_deliveries_per_s']:,.0f} deliveries/s under the profiler",
