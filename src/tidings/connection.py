@@ -69,7 +69,7 @@ class Connection:
         audience = message.audience
         if audience is not None and not audience.visible(self.user, message.data.get("data")):
             return  # a model feed's row this user may not see
-        self.writer.write(message.ws_frame, message.key)
+        self.writer.write(message.ws_frame, message.key, message.eager)
 
     def _push(self, frame: str) -> None:
         self.writer.write(frame)

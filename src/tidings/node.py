@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from tidings.brokers import Broker, broker_from_url
@@ -22,6 +23,10 @@ from tidings.tracker import Tracker
 
 if TYPE_CHECKING:
     from tidings.listener import Listener
+
+# A message whose topic's previous fan-out ended less than this ago is part of a burst:
+# its frames are queued and written in batches, not one by one (tidings.writer).
+BURST_GAP = 0.005
 
 
 class Node:
@@ -37,6 +42,7 @@ class Node:
         self.tracker = Tracker(self)
         self._tags: dict[str, tuple[str | None, Any]] = {}
         self.pg_listener: Any = None  # tidings.pgfeed.Listener when PG_LISTEN
+        self._quiet: dict[str, float] = {}  # topic -> when its last fan-out ended
         self.limits = Limits(  # one for every connection of this process
             max_frame_bytes=settings.max_frame_bytes,
             max_subscriptions=settings.max_subscriptions,
@@ -67,7 +73,13 @@ class Node:
 
     def _deliver(self, message: Message) -> None:
         self.tag(message)
+        topic = message.topic
+        quiet = self._quiet
+        message.eager = monotonic() - quiet.get(topic, 0.0) > BURST_GAP
         self.hub.dispatch(message)
+        if len(quiet) > 10_000:
+            quiet.clear()
+        quiet[topic] = monotonic()  # when its last fan-out ended
 
     def tag(self, message: Message) -> None:
         """Tag a message once (its coalescing key, the feed that filters who sees it), as
