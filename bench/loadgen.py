@@ -4,6 +4,8 @@ Phases, in order, on one server process:
 
 1. **accept**: open N WebSockets and subscribe each to ``bench.all`` (at most
    ``accept_concurrency`` handshakes in flight) -> connections/s, server CPU per accept;
+   for an SSE target, N ``GET`` streams on ``bench.all``, each open once its
+   ``tidings.open`` event arrived;
 2. **idle memory**: server RSS with the N idle subscribers minus RSS before them;
 3. **lone broadcasts**: one message to ``bench.all``, wait until all N have it, again
    (``warmup`` + ``lone`` times) -> p50/p99 publish-to-receive latency over every
@@ -13,9 +15,11 @@ Phases, in order, on one server process:
    and each subscriber's count checked against M;
 5. **many topics**: each subscriber also subscribes to its own topic; a burst of K
    messages spread round-robin over the N topics -> deliveries/s, CPU per delivery;
-   then 20 lone messages to single topics -> latency.
+   then 20 lone messages to single topics -> latency. Not run for targets that list it
+   in ``skip_phases`` (SSE: a stream cannot add a topic); the reason goes in the result.
 
-The publisher is a separate WebSocket that subscribes to nothing. A phase that stops
+The publisher is a separate WebSocket that subscribes to nothing (on the first server
+process when the target has two; the subscribers are on the second). A phase that stops
 making progress for ``stall`` seconds is recorded as incomplete (delivered < expected)
 and ends the measurement: the server is then not in a state worth measuring further.
 """
@@ -34,8 +38,11 @@ from typing import Any
 
 from bench.procstat import CpuMeter, rss_bytes
 from bench.server import HOST, Server
+from bench.sseclient import SSEClient, connect_sse
 from bench.wire import Wire, data_json
 from bench.wsclient import Tally, WSClient, client_frame, connect
+
+Subscriber = WSClient | SSEClient
 
 FANOUT_TOPIC = "bench.all"
 MIB = 1024 * 1024
@@ -106,12 +113,14 @@ def percentile(values: list[int], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
 
-async def open_subscriber(server: Server, tally: Tally, topic: str) -> WSClient:
-    """Connect one subscriber and subscribe it; the place to add transports other than ws."""
+async def open_subscriber(server: Server, tally: Tally, topic: str) -> Subscriber:
+    """Connect one subscriber and subscribe it, over the target's transport."""
     target = server.target
+    if target.transport == "sse":
+        return await connect_sse(tally, HOST, server.sub_port, target.subscriber_path, topic)
     if target.transport != "ws":
-        raise NotImplementedError(f"no {target.transport!r} subscriber yet")
-    client = await connect(tally, HOST, server.port, target.path)
+        raise NotImplementedError(f"no {target.transport!r} subscriber")
+    client = await connect(tally, HOST, server.sub_port, target.subscriber_path)
     await subscribe(client, target.wire, topic)
     return client
 
@@ -132,9 +141,9 @@ class Measurement:
         self.plan = plan.for_target(server.target.slow)
         self.wire = server.target.wire
         self.tally = Tally()
-        self.clients: list[WSClient] = []
+        self.clients: list[Subscriber] = []
         self.publisher: WSClient | None = None
-        self.pids: list[int] = [server.pid]
+        self.pids: list[int] = server.pids  # the server's processes, then aux_pids
         self.result: dict[str, Any] = {"target": server.target.name, "n": n, "error": None}
 
     async def run(self) -> dict[str, Any]:
@@ -165,6 +174,17 @@ class Measurement:
             gc.collect()
         return self.result
 
+    def meter(self) -> CpuMeter:
+        return CpuMeter(self.pids, servers=len(self.server.pids))
+
+    def per_process(self, key: str, cpu: dict[str, float]) -> None:
+        """With several server processes, each one's CPU % too: [publisher's, subscribers']."""
+        k = len(self.server.pids)
+        if k > 1:
+            self.result[f"{key}_server_cpu_pct_by_process"] = [
+                100 * cpu[f"server{i}"] / cpu["wall"] for i in reversed(range(k))
+            ]
+
     def publish(self, topic: str, seq: int) -> None:
         assert self.publisher is not None
         self.publisher.send(self.wire.publish(topic, data_json(time.time_ns(), seq)))
@@ -186,9 +206,10 @@ class Measurement:
                 self.clients.append(await open_subscriber(self.server, self.tally, FANOUT_TOPIC))
 
         await self._profile(signal.SIGUSR1)
-        meter = CpuMeter(self.pids)
+        meter = self.meter()
         await gather_all([one() for _ in range(n)])
         cpu = meter.stop()
+        self.per_process("accept", cpu)
         await self._profile(signal.SIGUSR2)
         r["accept_per_s"] = n / cpu["wall"]
         r["accept_server_us"] = cpu["server"] / n * 1e6
@@ -239,7 +260,7 @@ class Measurement:
         r[f"{key}_expected"] = expected
         waiter = tally.arm(expected, record=False)
         await self._profile(signal.SIGUSR1)
-        meter = CpuMeter(self.pids)
+        meter = self.meter()
         sent = time.time_ns()
         self.publisher.send_raw(frames)
         try:
@@ -261,6 +282,7 @@ class Measurement:
             r[f"{key}_server_cpu_pct"] = 100 * cpu["server"] / cpu["wall"]
             r[f"{key}_client_cpu_pct"] = 100 * cpu["client"] / cpu["wall"]
             r[f"{key}_other_cpu_pct"] = 100 * cpu["other"] / cpu["wall"]
+            self.per_process(key, cpu)
 
     async def burst(self) -> None:
         m = self.plan.burst(self.n)
@@ -268,8 +290,13 @@ class Measurement:
 
     async def topics(self) -> None:
         n, plan = self.n, self.plan
+        skipped = self.server.target.skip_phases.get("topics")
+        if skipped is not None:
+            self.result.setdefault("skipped", {})["topics"] = skipped
+            return
         own = [f"bench.c{i}" for i in range(n)]
-        pairs = zip(self.clients, own, strict=True)
+        ws = [c for c in self.clients if isinstance(c, WSClient)]
+        pairs = zip(ws, own, strict=True)
         await gather_all([subscribe(client, self.wire, topic) for client, topic in pairs])
         await asyncio.sleep(0.2)
         await self._burst("topics", own, plan.topic_messages, plan.topic_messages)

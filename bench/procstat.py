@@ -41,8 +41,9 @@ def machine_busy_seconds() -> float:
 class CpuMeter:
     """CPU used by some processes and by this one over a span of wall time."""
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pids: list[int], servers: int = 1) -> None:
         self.pids = pids
+        self.servers = servers  # the first ``servers`` pids are the server's processes
         self._start = self._read()
 
     def _read(self) -> tuple[float, float, float, list[float]]:
@@ -51,16 +52,19 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         """``wall`` seconds; CPU seconds of ``client`` (this process), ``server`` (the
-        first pid), ``aux`` (the other pids, e.g. Redis) and ``other`` (everything else
-        on the machine: the noise of a shared host)."""
+        first ``servers`` pids, summed; each apart as ``server0``, ``server1``...), ``aux``
+        (the other pids, e.g. Redis) and ``other`` (everything else on the machine: the
+        noise of a shared host)."""
         wall0, own0, busy0, pids0 = self._start
         wall1, own1, busy1, pids1 = self._read()
         deltas = [b - a for a, b in zip(pids0, pids1, strict=True)]
         client = own1 - own0
+        k = self.servers
         return {
             "wall": wall1 - wall0,
             "client": client,
-            "server": deltas[0],
-            "aux": sum(deltas[1:]),
+            "server": sum(deltas[:k]),
+            **{f"server{i}": d for i, d in enumerate(deltas[:k])},
+            "aux": sum(deltas[k:]),
             "other": max(0.0, busy1 - busy0 - client - sum(deltas)),
         }

@@ -2,9 +2,10 @@
 
 Every cell of the tables is ``median (min-max)`` over the runs of one (target, N);
 a run that failed part-way still contributes the phases it finished, and its error is
-listed under the tables. Ratios are tidings' median over raw ``websockets``' median at
-the same N, both measured in the same run of the harness (targets are interleaved, so
-both saw the same noise).
+listed under the tables, as are phases a target does not run (``skipped``). Ratios are
+tidings' median over raw ``websockets``' median at the same N, both measured in the
+same run of the harness (targets are interleaved, so both saw the same noise); a few
+rows compare another tidings target the same way (:data:`TARGET_RATIOS`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ CONNECTIONS: list[tuple[str, str, Fmt]] = [
     ("idle_mib_per_1k", "RSS MiB / 1k idle", _one),
     ("rss_base_mib", "RSS before, MiB", _one),
 ]
+PHASES = {"topics": "many topics"}  # a skipped phase's name in the report
 # (result key, label, higher is better)
 RATIOS: list[tuple[str, str, bool]] = [
     ("burst_deliveries_per_s", "fan-out deliveries/s", True),
@@ -66,6 +68,22 @@ RATIOS: list[tuple[str, str, bool]] = [
     ("accept_per_s", "accepts/s", True),
     ("idle_mib_per_1k", "RSS per 1k idle connections", False),
 ]
+# Rows for other targets over raw: (target, result key, label, higher is better); their
+# key in ``ratios()`` is "<target>:<result key>".
+TARGET_RATIOS: list[tuple[str, str, str, bool]] = [
+    ("tidings-sse", "burst_deliveries_per_s", "fan-out deliveries/s, tidings-sse", True),
+]
+
+
+def _ratio_rows() -> list[tuple[str, str, str, bool]]:
+    """(ratio key, result key, label, higher) for ``tidings``, then the other targets."""
+    rows = [(key, key, label, higher) for key, label, higher in RATIOS]
+    rows += [(f"{t}:{key}", key, label, higher) for t, key, label, higher in TARGET_RATIOS]
+    return rows
+
+
+def _ratio_target(ratio_key: str) -> str:
+    return ratio_key.split(":", 1)[0] if ":" in ratio_key else "tidings"
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -86,7 +104,16 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "runs": len(values),
             }
         errors = [f"run {r.get('run', '?')}: {r['error']}" for r in runs if r.get("error")]
-        summary.append({"target": target, "n": n, "stats": stats, "errors": errors})
+        skipped = sorted(
+            {
+                f"{PHASES.get(p, p)} not run: {why}"
+                for r in runs
+                for p, why in r.get("skipped", {}).items()
+            }
+        )
+        summary.append(
+            {"target": target, "n": n, "stats": stats, "errors": errors, "skipped": skipped}
+        )
     return summary
 
 
@@ -95,18 +122,20 @@ def _number(v: object) -> bool:
 
 
 def ratios(summary: list[dict[str, Any]], over: str = "raw") -> dict[str, dict[str, float]]:
-    """tidings / ``over`` per N and metric, from medians."""
+    """tidings (and :data:`TARGET_RATIOS`' targets) / ``over`` per N and metric, from medians."""
     by = {(s["target"], s["n"]): s["stats"] for s in summary}
     out: dict[str, dict[str, float]] = {}
-    for (target, n), stats in sorted(by.items(), key=lambda kv: kv[0][1]):
+    for n in sorted({n for _t, n in by}):
         ref = by.get((over, n))
-        if target != "tidings" or ref is None:
+        if ref is None:
             continue
-        out[str(n)] = {
-            key: stats[key]["median"] / ref[key]["median"]
-            for key, _label, _higher in RATIOS
-            if key in stats and key in ref and ref[key]["median"]
-        }
+        cells = {}
+        for ratio_key, key, _label, _higher in _ratio_rows():
+            stats = by.get((_ratio_target(ratio_key), n))
+            if stats is not None and key in stats and key in ref and ref[key]["median"]:
+                cells[ratio_key] = stats[key]["median"] / ref[key]["median"]
+        if cells:
+            out[str(n)] = cells
     return out
 
 
@@ -168,11 +197,16 @@ def markdown(doc: dict[str, Any], labels: dict[str, str]) -> str:
             "| metric | better when | " + " | ".join(f"N={int(n):,}" for n in sizes) + " |",
             "|---|---|" + "---:|" * len(sizes),
         ]
-        for key, label, higher in RATIOS:
+        for key, _k, label, higher in _ratio_rows():
+            if not any(key in rat[n] for n in sizes):
+                continue
             cells = " | ".join(f"{rat[n][key]:.2f}x" if key in rat[n] else "-" for n in sizes)
             lines.append(f"| {label} | {'higher' if higher else 'lower'} | {cells} |")
         lines.append("")
     errors = [f"- {labels[s['target']]}, N={s['n']:,}: {e}" for s in summary for e in s["errors"]]
+    errors += [
+        f"- {labels[s['target']]}, N={s['n']:,}: {e}" for s in summary for e in s.get("skipped", [])
+    ]
     if errors:
         lines += ["### Errors and skipped cells", "", *errors, ""]
     return "\n".join(lines)

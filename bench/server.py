@@ -1,5 +1,8 @@
 """Start a target's server in its own process on a free loopback port, stop it after.
 
+A target with ``processes=2`` gets two server processes, each on its own port: the
+publisher's (:attr:`Server.port`) and the subscribers' (:attr:`Server.sub_port`).
+
 The harness binds and listens on the socket itself and hands the fd to the server
 (``--fd``), as :mod:`tidings.testing` does: no race for the port, and connections
 made before the server is ready wait in the backlog instead of failing.
@@ -29,42 +32,84 @@ BACKLOG = 4096
 
 @dataclass
 class Server:
+    """The target's server process(es): the publisher's first, the subscribers' last."""
+
     target: Target
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    ports: list[int]
+    processes: list[subprocess.Popen[bytes]]
+    log_paths: list[Path]
+
+    @property
+    def port(self) -> int:
+        """Where the publisher connects."""
+        return self.ports[0]
+
+    @property
+    def sub_port(self) -> int:
+        """Where subscribers connect (the same process unless ``target.processes > 1``)."""
+        return self.ports[-1]
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        """The subscribers' server process: its memory is the idle-memory figure."""
+        return self.processes[-1].pid
+
+    @property
+    def pids(self) -> list[int]:
+        """Every server process, the subscribers' first (CPU is summed over them)."""
+        return [p.pid for p in reversed(self.processes)]
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
+        return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.log_paths)
 
     async def ready(self, timeout: float = 60.0) -> None:
-        """Wait until a WebSocket handshake on the target's path succeeds."""
+        """Wait until a WebSocket handshake on the target's path succeeds on every process."""
         deadline = time.monotonic() + timeout
         error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        pending = list(self.ports)
+        while pending and time.monotonic() < deadline:
+            if any(p.poll() is not None for p in self.processes):
                 raise RuntimeError(f"{self.target.name} exited early:\n{self.log()}")
             try:
                 client = await asyncio.wait_for(
-                    connect(Tally(), HOST, self.port, self.target.path), 5.0
+                    connect(Tally(), HOST, pending[0], self.target.path), 5.0
                 )
             except (OSError, TimeoutError) as e:
                 error = e
                 await asyncio.sleep(0.1)
                 continue
             client.close()
-            return
-        name = self.target.name
-        raise RuntimeError(f"{name} not ready after {timeout}s ({error}):\n{self.log()}")
+            pending.pop(0)
+        if pending:
+            name = self.target.name
+            raise RuntimeError(f"{name} not ready after {timeout}s ({error}):\n{self.log()}")
 
 
 @contextlib.contextmanager
 def running(target: Target, log_dir: Path, profile_to: Path | None = None) -> Iterator[Server]:
     """Run ``target`` until the block ends; ``profile_to`` runs it under cProfile."""
+    if profile_to is not None and target.processes != 1:
+        raise SystemExit(f"--profile runs one server process; {target.name} has several")
+    if target.setup is not None:
+        target.setup()
+    ports: list[int] = []
+    processes: list[subprocess.Popen[bytes]] = []
+    log_paths: list[Path] = []
+    try:
+        for _ in range(target.processes):
+            port, process, log_path = _start(target, log_dir, profile_to)
+            ports.append(port)
+            processes.append(process)
+            log_paths.append(log_path)
+        yield Server(target, ports, processes, log_paths)
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def _start(
+    target: Target, log_dir: Path, profile_to: Path | None
+) -> tuple[int, subprocess.Popen[bytes], Path]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, 0))
@@ -75,20 +120,19 @@ def running(target: Target, log_dir: Path, profile_to: Path | None = None) -> It
         assert argv[1] == "-m", argv
         argv = [sys.executable, "-m", "bench.profiling", str(profile_to), *argv[2:]]
     log_path = log_dir / f"{target.name}-{port}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            argv,
-            pass_fds=(sock.fileno(),),
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **target.env},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    sock.close()
     try:
-        yield Server(target, port, process, log_path)
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                argv,
+                pass_fds=(sock.fileno(),),
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **target.env},
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
     finally:
-        stop(process)
+        sock.close()
+    return port, process, log_path
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

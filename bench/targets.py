@@ -4,16 +4,21 @@ A :class:`Target` says everything the harness needs about one server setup:
 
 - **start**: ``argv(fd)`` is the command line, given a listening socket's fd (the
   harness binds it, so there is no race for a port), plus ``env``;
-- **subscribe**: ``transport`` (how a subscriber connects: ``"ws"``) at ``path``, then
-  ``wire.subscribe(topic)`` (:mod:`bench.wire`);
-- **publish**: ``wire.publish(topic, data)`` sent on a separate publisher WebSocket.
+- **subscribe**: ``transport`` (how a subscriber connects: ``"ws"``, then
+  ``wire.subscribe(topic)`` (:mod:`bench.wire`); or ``"sse"``, a ``GET`` stream with the
+  topic in the query) at ``sub_path`` (default ``path``);
+- **publish**: ``wire.publish(topic, data)`` sent on a separate publisher WebSocket at
+  ``path``;
+- **processes**: with 2, two server processes run (sharing a broker): the publisher
+  talks to the first, every subscriber to the second, so each message crosses between
+  them. Server CPU is then the sum of both; memory is the subscribers' process.
 
 To add a target, add an entry to :data:`TARGETS`, as ``tidings-redis`` was (``tidings``
-with another ``BENCH_TIDINGS_BROKER`` and Redis' CPU counted apart). Planned next:
-
-- *tidings over SSE*: ``transport="sse"``, ``path`` the SSE endpoint; implement an SSE
-  subscriber next to :func:`bench.loadgen.open_subscriber` (the publisher stays a
-  WebSocket).
+with another ``BENCH_TIDINGS_BROKER`` and Redis' CPU counted apart), ``tidings-sse``
+(``transport="sse"``, :mod:`bench.sseclient`) and ``tidings-redis-2p`` (``processes=2``
+and a ``setup`` that empties its Redis database before each server start).
+A phase a target cannot run goes in ``skip_phases`` with the reason, which the report
+lists.
 
 Every uvicorn target runs with ``--ws-per-message-deflate false`` and the raw
 ``websockets`` server with ``compression=None``: compression is per connection, so
@@ -76,6 +81,21 @@ def redis_pids() -> list[int]:
         client.close()
 
 
+def flush_redis_db(db: int) -> Callable[[], None]:
+    """Empty Redis database ``db`` (before each start: no history left by the last run)."""
+
+    def flush() -> None:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379, db=db, socket_timeout=5)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
+    return flush
+
+
 def redis_missing() -> str | None:
     try:
         redis_pids()
@@ -98,8 +118,18 @@ class Target:
     max_n_reason: str = ""
     aux_pids: Callable[[], list[int]] | None = None
     missing: Callable[[], str | None] | None = None  # why it cannot run here, if it cannot
+    sub_path: str | None = None  # where subscribers connect, when not at ``path``
+    processes: int = 1  # 2: publisher on the first server process, subscribers on the second
+    setup: Callable[[], None] | None = None  # before each server start
+    skip_phases: dict[str, str] = field(default_factory=dict)  # phase -> why it is not run
+
+    @property
+    def subscriber_path(self) -> str:
+        return self.sub_path or self.path
 
 
+TIDINGS_ENV = {"DJANGO_SETTINGS_MODULE": "bench.servers.tidings_settings"}
+REDIS_2P_DB = 10  # tidings-redis uses 9
 CHANNELS_ENV = {"DJANGO_SETTINGS_MODULE": "bench.servers.channels_settings"}
 
 TARGETS: dict[str, Target] = {
@@ -111,7 +141,21 @@ TARGETS: dict[str, Target] = {
             uvicorn("tidings.asgi:get_asgi_application", "--factory"),
             "/realtime/ws",
             TIDINGS,
-            env={"DJANGO_SETTINGS_MODULE": "bench.servers.tidings_settings"},
+            env=TIDINGS_ENV,
+        ),
+        Target(
+            "tidings-sse",
+            "tidings, SSE subscribers (uvicorn, memory broker)",
+            uvicorn("tidings.asgi:get_asgi_application", "--factory"),
+            "/realtime/ws",
+            TIDINGS,
+            env=TIDINGS_ENV,
+            transport="sse",
+            sub_path="/realtime/sse",
+            skip_phases={
+                "topics": "an SSE stream's topics are fixed when it opens (one stream "
+                "per topic set), so subscribers cannot add their own topic",
+            },
         ),
         Target(
             "tidings-redis",
@@ -120,12 +164,28 @@ TARGETS: dict[str, Target] = {
             "/realtime/ws",
             TIDINGS,
             env={
-                "DJANGO_SETTINGS_MODULE": "bench.servers.tidings_settings",
+                **TIDINGS_ENV,
                 "BENCH_TIDINGS_BROKER": "redis://127.0.0.1:6379/9",
             },
             slow=True,
             aux_pids=redis_pids,
             missing=redis_missing,
+        ),
+        Target(
+            "tidings-redis-2p",
+            "tidings, 2 processes + Redis (publish on A, subscribers on B)",
+            uvicorn("tidings.asgi:get_asgi_application", "--factory"),
+            "/realtime/ws",
+            TIDINGS,
+            env={
+                **TIDINGS_ENV,
+                "BENCH_TIDINGS_BROKER": f"redis://127.0.0.1:6379/{REDIS_2P_DB}",
+            },
+            slow=True,
+            aux_pids=redis_pids,
+            missing=redis_missing,
+            processes=2,
+            setup=flush_redis_db(REDIS_2P_DB),
         ),
         Target(
             "raw",

@@ -6,6 +6,8 @@ the guards: ``RATE_LIMIT`` is raised (the publisher sends bursts of thousands of
 on one socket) and ``QUEUE_SIZE`` too (a whole burst may be queued for a subscriber
 before its socket drains). History keeps its defaults: appending to it is part of
 every publish. ``BENCH_TIDINGS_BROKER`` picks the broker (``memory://`` by default).
+The middleware is ``startproject``'s (without messages): the SSE target's streams are
+Django requests and go through it, as they would in a real project.
 """
 
 import os
@@ -18,6 +20,16 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "tidings",
+]
+# startproject's middleware (minus messages): tidings' HTTP endpoints (SSE, long-poll)
+# need request.auser(); WebSockets on TIDINGS["PATH"] + "ws" do not pass through it.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 ROOT_URLCONF = "bench.servers.tidings_settings"
