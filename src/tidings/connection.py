@@ -199,7 +199,9 @@ class Connection:
         self._reply(request.id, **fields)
         if feed is not None:
             self._push(snapshot_frame(topic, result.position, rows))
-            messages = [m for m in messages if not shown(m, rows)]
+            by_pk = {row["pk"]: row for row in rows}
+            messages = [m for m in messages if not shown(m, by_pk)]
+            self._joins.guard(topic, rows)
         self.writer.replay(
             [
                 m.ws_frame

@@ -202,7 +202,7 @@ def snapshot_frame(topic: str, position: Any, rows: list[Row]) -> str:
     return encode_data({"op": "snapshot", "topic": topic, "position": str(position), "rows": rows})
 
 
-def shown(message: Any, rows: list[Row]) -> bool:
+def shown(message: Any, rows: dict[Any, Row]) -> bool:
     """Does a snapshot already show this change? (Then sending it after would repeat it,
     or, for an older state, take the row back in time.)
 
@@ -213,15 +213,15 @@ def shown(message: Any, rows: list[Row]) -> bool:
     data = message.data
     if not isinstance(data, dict):
         return False
-    for row in rows:
-        if row["pk"] == data.get("pk"):
-            if data.get("action") == "delete":
-                return False
-            version = data.get("version")
-            if version is not None and row.get("version") is not None:
-                return bool(version <= row["version"])
-            return _same(row["data"], data.get("data"))
-    return data.get("action") == "delete"  # deleting a row the snapshot no longer has
+    row = rows.get(data.get("pk"))
+    if row is None:
+        return data.get("action") == "delete"  # deleting a row the snapshot no longer has
+    if data.get("action") == "delete":
+        return False
+    version = data.get("version")
+    if version is not None and row.get("version") is not None:
+        return bool(version <= row["version"])
+    return _same(row["data"], data.get("data"))
 
 
 def _same(a: Any, b: Any) -> bool:

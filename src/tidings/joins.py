@@ -11,28 +11,40 @@ so one comparison per message is all it takes, and only right after a join.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from time import monotonic
+from typing import TYPE_CHECKING, Any
 
 from tidings.brokers import HistoryResult
+from tidings.feeds import shown
 from tidings.hub import Subscriber
 from tidings.messages import Message, Position
 
 if TYPE_CHECKING:
     from tidings.node import Node
 
+GUARD_SECONDS = 10.0  # how long after a snapshot live changes are checked against it
+
 
 class Joins:
     """One subscriber's join bookkeeping. Call :meth:`admit` from ``deliver`` while
     :meth:`busy`."""
 
-    __slots__ = ("floors", "pending")
+    __slots__ = ("floors", "guards", "pending")
 
     def __init__(self) -> None:
         self.pending: dict[str, list[Message]] = {}
         self.floors: dict[str, Position] = {}
+        # topic -> (until when, a snapshot's rows by pk): see guard()
+        self.guards: dict[str, tuple[float, dict[Any, Any]]] = {}
 
     def busy(self) -> bool:
-        return bool(self.pending or self.floors)
+        return bool(self.pending or self.floors or self.guards)
+
+    def guard(self, topic: str, rows: list[dict[str, Any]]) -> None:
+        """After a model feed's snapshot, drop for a while the live changes it already
+        shows: a change committed before the snapshot was read may still be published
+        (after its commit) a moment after the subscription was complete."""
+        self.guards[topic] = (monotonic() + GUARD_SECONDS, {row["pk"]: row for row in rows})
 
     def admit(self, message: Message) -> bool:
         """Should ``message`` go out now? (``False``: held for a join, or already sent.)"""
@@ -47,11 +59,19 @@ class Joins:
             if p.epoch == floor.epoch and p.offset <= floor.offset:
                 return False
             del self.floors[topic]
+        guard = self.guards.get(topic)
+        if guard is not None:
+            until, rows = guard
+            if monotonic() > until:
+                del self.guards[topic]
+            elif shown(message, rows):
+                return False
         return True
 
     def forget(self, topic: str) -> None:
         self.pending.pop(topic, None)
         self.floors.pop(topic, None)
+        self.guards.pop(topic, None)
 
     async def join(
         self,
