@@ -132,3 +132,14 @@ async def test_counter_commands(server):
             assert e.value.code == "rejected"
         await c.publish("counters.commands", {"action": "delete", "pk": created["pk"]})
         assert (await c.next_message())["data"]["action"] == "delete"
+
+
+async def test_a_row_created_after_the_snapshot_can_be_deleted_right_away(server):
+    async with Client(server.ws_url, origin=server.url) as c:
+        await c.subscribe("counters.values", initial=True)
+        assert (await c.next_frame())["op"] == "snapshot"
+        pk = await write(server, model="counter", name="short-lived")
+        assert (await c.next_message())["data"]["action"] == "create"
+        await write(server, model="counter", name="short-lived", delete=True)
+        deleted = (await c.next_message())["data"]  # not mistaken for one the snapshot showed
+        assert (deleted["action"], deleted["pk"]) == ("delete", pk)

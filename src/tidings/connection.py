@@ -17,7 +17,7 @@ from typing import Any
 
 from tidings import policy
 from tidings.brokers.base import BrokerError
-from tidings.feeds import Row, find_feed, shown, snapshot_frame
+from tidings.feeds import Row, SnapshotFilter, find_feed, snapshot_frame
 from tidings.handlers import Reject
 from tidings.joins import Joins
 from tidings.messages import Message
@@ -199,9 +199,9 @@ class Connection:
         self._reply(request.id, **fields)
         if feed is not None:
             self._push(snapshot_frame(topic, result.position, rows))
-            by_pk = {row["pk"]: row for row in rows}
-            messages = [m for m in messages if not shown(m, by_pk)]
-            self._joins.guard(topic, rows)
+            shown = SnapshotFilter(rows)
+            messages = [m for m in messages if shown.passes(m)]
+            self._joins.guard(topic, shown)
         self.writer.replay(
             [
                 m.ws_frame

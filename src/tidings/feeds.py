@@ -202,26 +202,39 @@ def snapshot_frame(topic: str, position: Any, rows: list[Row]) -> str:
     return encode_data({"op": "snapshot", "topic": topic, "position": str(position), "rows": rows})
 
 
-def shown(message: Any, rows: dict[Any, Row]) -> bool:
-    """Does a snapshot already show this change? (Then sending it after would repeat it,
-    or, for an older state, take the row back in time.)
+class SnapshotFilter:
+    """Drops the changes a snapshot already shows, and remembers the ones it lets by.
 
     The snapshot is read after the topic's position, so changes committed in between
-    are both in it and sent after it. With a version field they are recognised
-    (version not above the row's); without one, only an exact repeat is.
+    (or committed before it but published just after: publishing follows the commit)
+    are both in it and sent after it. With a version field they are recognised (version
+    not above the row's); without one, only an exact repeat is. A delete of a row the
+    snapshot does not have was deleted before it, unless the row arrived since.
     """
-    data = message.data
-    if not isinstance(data, dict):
-        return False
-    row = rows.get(data.get("pk"))
-    if row is None:
-        return data.get("action") == "delete"  # deleting a row the snapshot no longer has
-    if data.get("action") == "delete":
-        return False
-    version = data.get("version")
-    if version is not None and row.get("version") is not None:
-        return bool(version <= row["version"])
-    return _same(row["data"], data.get("data"))
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows: dict[Any, Row] = {row["pk"]: row for row in rows}
+
+    def passes(self, message: Any) -> bool:
+        data = message.data
+        if not isinstance(data, dict):
+            return True
+        pk, action = data.get("pk"), data.get("action")
+        row = self.rows.get(pk)
+        if action == "delete":
+            if row is None:
+                return False  # not in the snapshot, not seen since: gone before it
+            del self.rows[pk]
+            return True
+        if row is not None:
+            version = data.get("version")
+            if version is not None and row.get("version") is not None:
+                if version <= row["version"]:
+                    return False
+            elif _same(row["data"], data.get("data")):
+                return False
+        self.rows[pk] = {"pk": pk, "data": data.get("data"), "version": data.get("version")}
+        return True
 
 
 def _same(a: Any, b: Any) -> bool:

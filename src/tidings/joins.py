@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tidings.brokers import HistoryResult
-from tidings.feeds import shown
+from tidings.feeds import SnapshotFilter
 from tidings.hub import Subscriber
 from tidings.messages import Message, Position
 
@@ -34,17 +34,17 @@ class Joins:
     def __init__(self) -> None:
         self.pending: dict[str, list[Message]] = {}
         self.floors: dict[str, Position] = {}
-        # topic -> (until when, a snapshot's rows by pk): see guard()
-        self.guards: dict[str, tuple[float, dict[Any, Any]]] = {}
+        # topic -> (until when, the filter of a snapshot): see guard()
+        self.guards: dict[str, tuple[float, SnapshotFilter]] = {}
 
     def busy(self) -> bool:
         return bool(self.pending or self.floors or self.guards)
 
-    def guard(self, topic: str, rows: list[dict[str, Any]]) -> None:
+    def guard(self, topic: str, snapshot: SnapshotFilter) -> None:
         """After a model feed's snapshot, drop for a while the live changes it already
         shows: a change committed before the snapshot was read may still be published
         (after its commit) a moment after the subscription was complete."""
-        self.guards[topic] = (monotonic() + GUARD_SECONDS, {row["pk"]: row for row in rows})
+        self.guards[topic] = (monotonic() + GUARD_SECONDS, snapshot)
 
     def admit(self, message: Message) -> bool:
         """Should ``message`` go out now? (``False``: held for a join, or already sent.)"""
@@ -61,10 +61,10 @@ class Joins:
             del self.floors[topic]
         guard = self.guards.get(topic)
         if guard is not None:
-            until, rows = guard
+            until, snapshot = guard
             if monotonic() > until:
                 del self.guards[topic]
-            elif shown(message, rows):
+            elif not snapshot.passes(message):
                 return False
         return True
 
