@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -51,23 +52,26 @@ def put(url: str, **fields: str) -> tuple[int, dict[str, str], str]:
     return curl("-X", "PUT", "-H", "Content-Type: application/json", "-d", json.dumps(fields), url)
 
 
-def test_the_articles_curl_session(headline):
-    # GET: the current value with an ETag
-    status, headers, body = curl(headline)
+def articles_curl_session(headline: str) -> list[dict[str, str]]:
+    """The article's session on ``headline``, with curl: GET + ETag, 304, a ``Wait`` that
+    times out into 304, a ``Wait`` released by a PUT. Returns every answer's headers."""
+    seen = []
+    status, headers, body = curl(headline)  # the current value with an ETag
+    seen.append(headers)
     assert status == 200
     etag = headers["etag"]
     assert re.fullmatch(r'"[A-Za-z0-9]+:\d+"', etag)
     assert json.loads(body)["type"] == "none"
-    # If-None-Match with the current ETag: 304
-    status, headers, _ = curl("-H", f"If-None-Match: {etag}", headline)
+    status, headers, _ = curl("-H", f"If-None-Match: {etag}", headline)  # current: 304
+    seen.append(headers)
     assert status == 304 and headers["etag"] == etag
-    # a long-poll that times out: 304 after Wait seconds
-    start = time.monotonic()
+    start = time.monotonic()  # a long-poll that times out: 304 after Wait seconds
     status, headers, _ = curl("-H", f"If-None-Match: {etag}", "-H", "Wait: 1", headline)
+    seen.append(headers)
     assert status == 304 and headers["etag"] == etag
     assert 0.9 < time.monotonic() - start < 10
     # a long-poll released by a PUT: 200 with the new object and its ETag, at once
-    result = {}
+    result: dict[str, Any] = {}
     held = threading.Thread(
         target=lambda: result.update(
             zip(
@@ -79,20 +83,25 @@ def test_the_articles_curl_session(headline):
     )
     start = time.monotonic()
     held.start()
-    time.sleep(0.5)
+    time.sleep(0.7)
     status, headers, body = put(headline, type="normal", text="hello to the world")
     assert status == 200
     new_etag = headers["etag"]
     assert new_etag != etag and json.loads(body)["text"] == "hello to the world"
     held.join(20)
     assert time.monotonic() - start < 10
-    assert result["status"] == 200
+    assert result["status"] == 200, result
+    seen.append(result["headers"])
     assert result["headers"]["etag"] == new_etag
     assert json.loads(result["body"])["text"] == "hello to the world"
     assert result["body"].startswith("{\n    ")  # the pretty-printed body, as published
-    # the new ETag is now current
-    status, headers, _ = curl("-H", f"If-None-Match: {new_etag}", headline)
+    status, headers, _ = curl("-H", f"If-None-Match: {new_etag}", headline)  # now current
     assert status == 304
+    return seen
+
+
+def test_the_articles_curl_session(headline):
+    articles_curl_session(headline)
 
 
 def test_a_get_that_is_stale_answers_at_once(headline):
