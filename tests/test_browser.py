@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -200,30 +201,54 @@ def test_falling_back_mid_stream_keeps_the_position(browser, server, page_errors
     assert page_errors == []
 
 
+def _in_thread(fn: Callable[[], None]) -> None:
+    """Run ORM work in a thread: Playwright's event loop runs in this one, and Django
+    refuses synchronous queries where a loop runs."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(fn).result()
+
+
+def _users(*names: str, superuser: bool = False) -> None:
+    """Create users ``name`` with password ``pw-<name>-1``."""
+    from django.contrib.auth.models import User
+
+    def make() -> None:
+        for name in names:
+            if not User.objects.filter(username=name).exists():
+                create = User.objects.create_superuser if superuser else User.objects.create_user
+                create(name, password=f"pw-{name}-1")
+
+    _in_thread(make)
+
+
+def _logged_in(browser, page_errors, url: str, name: str, form: str, submit: str) -> Page:
+    """A new browser context logged in as ``name`` through the login form at ``url``;
+    returned once the page says it is live."""
+    page = browser.new_context().new_page()
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    page.goto(url)
+    page.fill(f"{form}#id_username", name)
+    page.fill(f"{form}#id_password", f"pw-{name}-1")
+    page.click(submit)
+    expect(page.locator("body")).to_have_attribute("data-live", "1", timeout=10_000)
+    return page
+
+
 def test_dashboard_counts_and_who_views_or_edits(browser, server, page_errors):
     """Three browser contexts: bob, and alice in two tabs (two contexts). The dashboard
     counts two active users, shows who views and who edits the document, and the feed."""
     from demo.dashboard.models import Document
-    from django.contrib.auth.models import User
 
-    def setup() -> None:  # in a thread: Playwright's loop runs in this one, Django refuses it
-        for name in ("alice", "bob"):
-            if not User.objects.filter(username=name).exists():
-                User.objects.create_user(name, password=f"pw-{name}-1")
+    _users("alice", "bob")
+
+    def plan() -> None:
         Document.objects.get_or_create(slug="plan", defaults={"title": "Plan"})
 
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(setup).result()
+    _in_thread(plan)
 
     def logged_in(name: str) -> Page:
-        page = browser.new_context().new_page()
-        page.on("pageerror", lambda e: page_errors.append(str(e)))
-        page.goto(f"{server.url}/accounts/login/?next=/dashboard/")
-        page.fill("#id_username", name)
-        page.fill("#id_password", f"pw-{name}-1")
-        page.click("#login")
-        expect(page.locator("body")).to_have_attribute("data-live", "1", timeout=10_000)
-        return page
+        url = f"{server.url}/accounts/login/?next=/dashboard/"
+        return _logged_in(browser, page_errors, url, name, "", "#login")
 
     bob = logged_in("bob")
     row = bob.locator('#documents tr[data-slug="plan"]')
@@ -253,22 +278,6 @@ def test_dashboard_counts_and_who_views_or_edits(browser, server, page_errors):
     assert page_errors == []
 
 
-def _users(*names: str, superuser: bool = False) -> None:
-    """Create users in a thread (Playwright's loop runs in this one)."""
-    from django.contrib.auth.models import User
-
-    def make() -> None:
-        for name in names:
-            if not User.objects.filter(username=name).exists():
-                if superuser:
-                    User.objects.create_superuser(name, password=f"pw-{name}-1")
-                else:
-                    User.objects.create_user(name, password=f"pw-{name}-1")
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(make).result()
-
-
 def test_chat_two_users_and_logged_out_visitors(browser, server, page_errors):
     _users("cleo", "dan")
     visitor = browser.new_context().new_page()
@@ -282,14 +291,9 @@ def test_chat_two_users_and_logged_out_visitors(browser, server, page_errors):
     expect(visitor.locator("#login-error")).to_contain_text("didn't match")
 
     def chat_as(name: str) -> Page:
-        page = browser.new_context().new_page()
-        page.on("pageerror", lambda e: page_errors.append(str(e)))
-        page.goto(f"{server.url}/chat/")
-        page.fill("#login-form #id_username", name)
-        page.fill("#login-form #id_password", f"pw-{name}-1")
-        page.click("#login-form button")
-        expect(page.locator("body")).to_have_attribute("data-live", "1", timeout=10_000)
-        return page
+        return _logged_in(
+            browser, page_errors, f"{server.url}/chat/", name, "#login-form ", "#login-form button"
+        )
 
     cleo, dan = chat_as("cleo"), chat_as("dan")
     cleo.fill("#text", "hello dan")

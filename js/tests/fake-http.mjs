@@ -2,6 +2,9 @@
 // real Response and ReadableStream) and of EventSource, for the fallback tests of
 // tidings.js. The test plays the server: it answers each recorded request.
 
+import { connect } from "../../src/tidings/static/tidings/tidings.js";
+import { fakeWebSocket } from "./fake-websocket.mjs";
+
 /** A fake fetch(); `fetch.calls` lists every request, `fetch.to("sse")` those to one endpoint. */
 export function fakeFetch() {
   const calls = [];
@@ -161,4 +164,29 @@ export function fakeEventSource() {
     }
   }
   return FakeEventSource;
+}
+
+
+/** The base URL the HTTP fakes answer under. */
+export const BASE = "http://test/realtime/";
+
+/**
+ * A client on a fake WebSocket and a fake fetch (no EventSource, no cookies, tiny
+ * backoff), closed when test `t` ends; `options` override any of it.
+ */
+export function setupHttp(t, options = {}) {
+  const WS = fakeWebSocket();
+  const fetch = fakeFetch();
+  const client = connect({
+    baseUrl: BASE,
+    WebSocket: WS,
+    fetch,
+    EventSource: null,
+    cookie: () => "",
+    backoff: { initial: 1, max: 1, jitter: 0 },
+    timeout: 1000,
+    ...options,
+  });
+  t.after(() => client.close());
+  return { client, WS, fetch };
 }

@@ -5,30 +5,12 @@ import assert from "node:assert/strict";
 
 import { connect, TidingsError } from "../../src/tidings/static/tidings/tidings.js";
 import { fakeWebSocket, stateOf, tick, until } from "./fake-websocket.mjs";
-import { fakeEventSource, fakeFetch } from "./fake-http.mjs";
+import { BASE, fakeEventSource, fakeFetch, setupHttp } from "./fake-http.mjs";
 
 // A test that waits for something that never comes fails instead of hanging.
 const it = (name, fn) => test(name, { timeout: 5000 }, fn);
 
-const BASE = "http://test/realtime/";
 
-/** A client on fake WebSocket and fetch (no EventSource), closed when test `t` ends. */
-function setup(t, options = {}) {
-  const WS = fakeWebSocket();
-  const fetch = fakeFetch();
-  const client = connect({
-    baseUrl: BASE,
-    WebSocket: WS,
-    fetch,
-    EventSource: null,
-    cookie: () => "",
-    backoff: { initial: 1, max: 1, jitter: 0 },
-    timeout: 1000,
-    ...options,
-  });
-  t.after(() => client.close());
-  return { client, WS, fetch };
-}
 
 /** A message as the server sends it in a poll answer (and over WebSocket). */
 function message(topic, position, data = null, event = "message") {
@@ -94,7 +76,7 @@ it("without a WebSocket constructor the client uses SSE; messages of two topics 
 });
 
 it("a WebSocket refused before it opens falls back to SSE at once; transport and publish follow", async (t) => {
-  const { client, WS, fetch } = setup(t, { autoconnect: false });
+  const { client, WS, fetch } = setupHttp(t, { autoconnect: false });
   const events = record(client);
   assert.equal(client.transport, null);
   const got = [];
@@ -133,7 +115,7 @@ it("a WebSocket refused before it opens falls back to SSE at once; transport and
 });
 
 it("forced long-poll: the loop delivers messages in order and polls again with the since it was given", async (t) => {
-  const { client, WS, fetch } = setup(t, { transports: ["longpoll"] });
+  const { client, WS, fetch } = setupHttp(t, { transports: ["longpoll"] });
   assert.equal(client.transport, "longpoll");
   const a = [];
   const b = [];
@@ -174,7 +156,7 @@ it("forced long-poll: the loop delivers messages in order and polls again with t
 });
 
 it("long-poll: a poll that says it could not resume tells the subscription again, with recovered false", async (t) => {
-  const { client, fetch } = setup(t, { transports: ["longpoll"] });
+  const { client, fetch } = setupHttp(t, { transports: ["longpoll"] });
   const replies = [];
   const sub = client.subscribe("a", () => {});
   sub.on("subscribed", (reply) => replies.push([reply.position, reply.recovered]));
@@ -191,7 +173,7 @@ it("long-poll: a poll that says it could not resume tells the subscription again
 
 it("publish over HTTP posts JSON with the CSRF token; resolves with the position; rejects with the server's code", async (t) => {
   let cookie = "sessionid=abc; csrftoken=tok%2B1";
-  const { client, fetch } = setup(t, { transports: ["longpoll"], cookie: () => cookie });
+  const { client, fetch } = setupHttp(t, { transports: ["longpoll"], cookie: () => cookie });
   const published = client.publish("room", { text: "hi" }, { event: "chat" });
   await until(() => fetch.calls.length === 1);
   const [post] = fetch.calls;
@@ -237,7 +219,7 @@ it("publish over HTTP posts JSON with the CSRF token; resolves with the position
 });
 
 it("publish over HTTP times out and aborts its request; close() rejects the ones in flight and queued", async (t) => {
-  const { client, fetch } = setup(t, { transports: ["sse"], timeout: 30 });
+  const { client, fetch } = setupHttp(t, { transports: ["sse"], timeout: 30 });
   const slow = client.publish("room", 1);
   await assert.rejects(slow, { code: "timeout" });
   assert.equal(fetch.to("publish")[0].aborted, true);
@@ -253,7 +235,7 @@ it("publish over HTTP times out and aborts its request; close() rejects the ones
 });
 
 it("an SSE stream that ends or is dropped as a slow consumer resumes with since = the cursor, without duplicates", async (t) => {
-  const { client, fetch } = setup(t, { transports: ["sse"] });
+  const { client, fetch } = setupHttp(t, { transports: ["sse"] });
   const events = record(client, ["open", "close", "reconnecting"]);
   const a = [];
   const b = [];
@@ -296,7 +278,7 @@ it("an SSE stream that ends or is dropped as a slow consumer resumes with since 
 
 for (const transport of ["sse", "longpoll"]) {
   it(`${transport}: a forbidden topic rejects its ready; the other topics go on without it`, async (t) => {
-    const { client, fetch } = setup(t, { transports: [transport] });
+    const { client, fetch } = setupHttp(t, { transports: [transport] });
     const got = [];
     const errors = [];
     const subA = client.subscribe("a", (msg) => got.push(msg.position));
@@ -338,7 +320,7 @@ for (const transport of ["sse", "longpoll"]) {
 }
 
 it("SSE: subscribing and unsubscribing restart the stream with the cursor of the known positions", async (t) => {
-  const { client, fetch } = setup(t, { transports: ["sse"] });
+  const { client, fetch } = setupHttp(t, { transports: ["sse"] });
   const got = [];
   const subscribedA = [];
   const subA = client.subscribe("a", (msg) => got.push([msg.topic, msg.position]));
@@ -383,7 +365,7 @@ it("SSE: subscribing and unsubscribing restart the stream with the cursor of the
 });
 
 it("long-poll: a change of topics, or close(), aborts the poll in flight", async (t) => {
-  const { client, fetch } = setup(t, { transports: ["longpoll"] });
+  const { client, fetch } = setupHttp(t, { transports: ["longpoll"] });
   const closes = [];
   client.on("close", (event) => closes.push(event.code));
   client.subscribe("a", () => {});
@@ -410,7 +392,7 @@ it("long-poll: a change of topics, or close(), aborts the poll in flight", async
 });
 
 it("SSE that fails before it opens falls back to long-poll, which resumes from the same positions", async (t) => {
-  const { client, fetch } = setup(t, { transports: ["sse", "longpoll"] });
+  const { client, fetch } = setupHttp(t, { transports: ["sse", "longpoll"] });
   const transports = record(client, ["transport"]);
   const got = [];
   const sub = client.subscribe("a", (msg) => got.push(msg.position), { since: "e:7" });
@@ -430,7 +412,7 @@ it("SSE that fails before it opens falls back to long-poll, which resumes from t
 });
 
 it("an SSE stream that never says tidings.open (a buffering proxy) falls back to long-poll after timeout", async (t) => {
-  const { client, fetch } = setup(t, { transports: ["sse", "longpoll"], timeout: 40 });
+  const { client, fetch } = setupHttp(t, { transports: ["sse", "longpoll"], timeout: 40 });
   client.subscribe("a", () => {});
   await until(() => fetch.calls.length === 1);
   fetch.calls[0].stream().write(": keep-alive\n\n");
@@ -441,7 +423,7 @@ it("an SSE stream that never says tidings.open (a buffering proxy) falls back to
 });
 
 it("when no transport connects the client starts over from the first after a delay; one that worked is kept", async (t) => {
-  const { client, WS, fetch } = setup(t, { transports: ["websocket", "longpoll"] });
+  const { client, WS, fetch } = setupHttp(t, { transports: ["websocket", "longpoll"] });
   const events = record(client, ["transport", "reconnecting"]);
   client.subscribe("a", () => {});
   WS.last.serverClose(1006);
@@ -515,7 +497,7 @@ it("baseUrl and the WebSocket url are derived from each other", (t) => {
 });
 
 it("a WebSocket that worked, then keeps failing to reopen, falls back mid-stream and resumes", async (t) => {
-  const { client, WS, fetch } = setup(t);
+  const { client, WS, fetch } = setupHttp(t);
   const got = [];
   const sub = client.subscribe("room", (msg) => got.push(msg.data));
   WS.last.serverOpen();

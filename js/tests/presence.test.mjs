@@ -3,14 +3,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { connect, syncDiff, syncState, TidingsError } from "../../src/tidings/static/tidings/tidings.js";
-import { fakeWebSocket, setup, stateOf, tick, until } from "./fake-websocket.mjs";
-import { fakeFetch } from "./fake-http.mjs";
+import { syncDiff, syncState, TidingsError } from "../../src/tidings/static/tidings/tidings.js";
+import { setup, stateOf, tick, until } from "./fake-websocket.mjs";
+import { setupHttp } from "./fake-http.mjs";
 
 // A test that waits for something that never comes fails instead of hanging.
 const it = (name, fn) => test(name, { timeout: 5000 }, fn);
 
-const BASE = "http://test/realtime/";
 const ALICE = { name: "alice" };
 const BOB = { name: "bob" };
 
@@ -19,23 +18,6 @@ function member(info, ...metas) {
   return { info, metas };
 }
 
-/** A client on fake WebSocket and fetch, as in fallback.test.mjs, closed when `t` ends. */
-function setupHttp(t, options = {}) {
-  const WS = fakeWebSocket();
-  const fetch = fakeFetch();
-  const client = connect({
-    baseUrl: BASE,
-    WebSocket: WS,
-    fetch,
-    EventSource: null,
-    cookie: () => "",
-    backoff: { initial: 1, max: 1, jitter: 0 },
-    timeout: 1000,
-    ...options,
-  });
-  t.after(() => client.close());
-  return { client, WS, fetch };
-}
 
 /** Record a Presence's events: [name, key, refs, first/last] and [name, keys]. */
 function record(presence) {
