@@ -16,8 +16,7 @@ import pytest
 
 from tests.redis_server import RedisServer, redis_server
 from tidings.brokers import Broker, broker_from_url
-from tidings.conf import HistoryPolicy
-from tidings.messages import Message, Position
+from tidings.core.messages import HistoryPolicy, Message, Position
 
 KEEP = HistoryPolicy(size=100, ttl=300)
 BROKERS = ["memory", "redis"]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tidings.messages import Position
-from tidings.protocol import (
+from tidings.core.messages import Position
+from tidings.core.protocol import (
     CLOSE_FLOOD,
     Close,
     Error,

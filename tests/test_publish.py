@@ -10,8 +10,8 @@ import pytest
 from django.db import transaction
 
 import tidings
-from tidings.messages import Message
-from tidings.node import get_node
+from tidings.core.messages import Message
+from tidings.server.node import get_node
 from tidings.testing import Client
 
 

@@ -15,10 +15,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tests.redis_server import RedisServer, redis_server
 from tidings.brokers import broker_from_url
-from tidings.brokers.base import BrokerError
 from tidings.brokers.redis import RedisBroker
-from tidings.conf import HistoryPolicy
-from tidings.messages import Message, Position
+from tidings.core.messages import HistoryPolicy, Message, Position
+from tidings.exceptions import BrokerError
 
 KEEP = HistoryPolicy(size=10_000, ttl=300)
 

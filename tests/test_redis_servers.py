@@ -22,9 +22,8 @@ import pytest
 from tests.conftest import APP, server_env
 from tests.redis_server import RedisServer, redis_server
 from tidings.brokers import broker_from_url
-from tidings.brokers.base import BrokerError
-from tidings.conf import HistoryPolicy
-from tidings.messages import Position
+from tidings.core.messages import HistoryPolicy, Position
+from tidings.exceptions import BrokerError
 from tidings.testing import Client, LiveServer, RequestFailed, live_server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

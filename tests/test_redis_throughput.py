@@ -19,8 +19,7 @@ import redis
 from tests.redis_server import redis_server
 from tidings.brokers import broker_from_url
 from tidings.brokers.redis import RedisBroker
-from tidings.conf import HistoryPolicy
-from tidings.messages import Message
+from tidings.core.messages import HistoryPolicy, Message
 
 POLICY = HistoryPolicy(size=100, ttl=300)
 DATA = '{"text":"' + "x" * 89 + '"}'  # 100 bytes of JSON
@@ -93,7 +92,7 @@ async def listener_cost(url: str, count: int) -> tuple[float, float]:
     await broker.subscribe("bench.listen")
     code = (
         "import sys, threading; from tidings.brokers import broker_from_url\n"
-        "from tidings.conf import HistoryPolicy\n"
+        "from tidings.core.messages import HistoryPolicy\n"
         "b = broker_from_url(sys.argv[1]); p = HistoryPolicy(100, 300)\n"
         "def run():\n"
         "    for _ in range(int(sys.argv[2]) // 4):\n"

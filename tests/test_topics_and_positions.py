@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from tidings.messages import Message, Position
-from tidings.topics import Pattern, topic_error
+from tidings.core.messages import Message, Position
+from tidings.core.topics import Pattern, topic_error
 
 
 def test_position_round_trip_and_url_safety():

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tidings.api import aposition, apublish, publish
+    from tidings.core.messages import Message, Position
     from tidings.feeds import ModelFeed, feed
     from tidings.handlers import ClientMessage, Reject, handler
     from tidings.holds import hold_longpoll, hold_stream, hold_websocket, is_websocket
-    from tidings.messages import Message, Position
     from tidings.rules import allow
-    from tidings.tracker import track
+    from tidings.server.tracker import track
 
 __all__ = [
     "ClientMessage",
@@ -57,9 +57,9 @@ _WHERE = {
     "handler": "tidings.handlers",
     "ClientMessage": "tidings.handlers",
     "Reject": "tidings.handlers",
-    "Message": "tidings.messages",
-    "Position": "tidings.messages",
-    "track": "tidings.tracker",
+    "Message": "tidings.core.messages",
+    "Position": "tidings.core.messages",
+    "track": "tidings.server.tracker",
     "ModelFeed": "tidings.feeds",
     "feed": "tidings.feeds",
 }

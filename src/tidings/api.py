@@ -9,10 +9,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.http import HttpResponseBase
 
 from tidings.conf import get_settings
+from tidings.core.messages import Position
+from tidings.core.topics import event_error, topic_error
+from tidings.encoding import encode_data
 from tidings.formats import encode_formats
-from tidings.messages import Position, encode_data
-from tidings.node import get_node
-from tidings.topics import event_error, topic_error
+from tidings.server.node import get_node
 
 
 def _encode(topic: str, data: Any, event: str) -> str:

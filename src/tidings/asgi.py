@@ -30,7 +30,7 @@ from django.core import checks
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 
-from tidings.node import get_node
+from tidings.server.node import get_node
 from tidings.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("tidings.asgi")

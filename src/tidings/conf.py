@@ -14,8 +14,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from tidings.core.messages import HistoryPolicy
+from tidings.core.topics import RESERVED, Pattern
 from tidings.rules import Rule, from_settings
-from tidings.topics import RESERVED, Pattern
 
 DEFAULTS: dict[str, Any] = {
     "BROKER": "memory://",
@@ -38,21 +39,6 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_SYNC": 10.0,
     "PG_LISTEN": False,
 }
-
-
-@dataclass(frozen=True)
-class HistoryPolicy:
-    """How much of a topic's past the broker keeps: ``size`` messages, ``ttl`` seconds.
-
-    ``size == 0`` or ``ttl == 0`` keeps nothing (offsets still count up).
-    """
-
-    size: int
-    ttl: float
-
-    @property
-    def enabled(self) -> bool:
-        return self.size > 0 and self.ttl > 0
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The asyncio driver of one WebSocket connection: protocol session + hub + socket.
 
 The ASGI task reads: it feeds client frames to the sans-I/O
-:class:`~tidings.protocol.Session` and acts on what it returns. Writing is the
-:class:`~tidings.writer.Writer`'s: the hub calls :meth:`Connection.deliver`, which
+:class:`~tidings.core.protocol.Session` and acts on what it returns. Writing is the
+:class:`~tidings.server.writer.Writer`'s: the hub calls :meth:`Connection.deliver`, which
 writes the frame at once when the socket is idle and otherwise queues it, bounded; when
 the queue is full the connection is cut (close 4009) and dropped from the hub at once,
 so it never holds up the publisher or anyone else. An idle connection is one task.
@@ -16,14 +16,9 @@ import time
 from typing import Any
 
 from tidings import policy
-from tidings.brokers.base import BrokerError
-from tidings.feeds import Row, SnapshotFilter, find_feed, snapshot_frame
-from tidings.handlers import Reject
-from tidings.joins import Joins
-from tidings.messages import Message
-from tidings.node import Node
-from tidings.presence import Entry
-from tidings.protocol import (
+from tidings.core.messages import Message
+from tidings.core.presence import Entry
+from tidings.core.protocol import (
     CLOSE_SLOW_CONSUMER,
     Close,
     Error,
@@ -38,9 +33,13 @@ from tidings.protocol import (
     error_frame,
     reply_frame,
 )
-from tidings.tracker import Tracked, find_tracked
+from tidings.exceptions import BrokerError, Reject
+from tidings.feeds import Row, SnapshotFilter, find_feed, snapshot_frame
+from tidings.joins import Joins
+from tidings.server.node import Node
+from tidings.server.tracker import Tracked, find_tracked
+from tidings.server.writer import Writer
 from tidings.types import Receive, Send
-from tidings.writer import Writer
 
 logger = logging.getLogger("tidings.connection")
 

@@ -35,7 +35,7 @@ from django.db import models
 from django.db.models.signals import post_delete, post_init, post_save
 
 from tidings import rules
-from tidings.topics import Pattern
+from tidings.core.topics import Pattern
 
 Row = dict[str, Any]
 
@@ -197,7 +197,7 @@ def find_feed(topic: str) -> ModelFeed | None:
 
 def snapshot_frame(topic: str, position: Any, rows: list[Row]) -> str:
     """``{"op": "snapshot", "topic", "position", "rows": [{"pk", "data"}, ...]}``."""
-    from tidings.messages import encode_data
+    from tidings.encoding import encode_data
 
     return encode_data({"op": "snapshot", "topic": topic, "position": str(position), "rows": rows})
 
@@ -238,6 +238,6 @@ class SnapshotFilter:
 
 
 def _same(a: Any, b: Any) -> bool:
-    from tidings.messages import encode_data
+    from tidings.encoding import encode_data
 
     return bool(encode_data(a) == encode_data(b))

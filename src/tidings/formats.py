@@ -21,7 +21,7 @@ from typing import Any
 
 from django.http import HttpResponse, HttpResponseBase
 
-from tidings.messages import Message
+from tidings.core.messages import Message
 
 
 def encode_formats(

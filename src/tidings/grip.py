@@ -53,12 +53,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from tidings.conf import GripProxy, Settings
+from tidings.core.messages import Message, Position
+from tidings.core.topics import RESERVED
 from tidings.formats import http_response, stream_chunk, ws_text
-from tidings.messages import Message, Position
-from tidings.topics import RESERVED
 
 if TYPE_CHECKING:
-    from tidings.node import Node
+    from tidings.server.node import Node
 
 logger = logging.getLogger("tidings.grip")
 
@@ -427,7 +427,7 @@ def publish(
 # -- endpoints --------------------------------------------------------------------------
 async def stream_next_view(request: HttpRequest) -> HttpResponseBase:
     """``GET PATH/grip/stream``: see :func:`stream_next`."""
-    from tidings.node import get_node
+    from tidings.server.node import get_node
 
     return await stream_next(request, get_node())
 
@@ -444,10 +444,7 @@ async def ws_over_http_view(request: HttpRequest) -> HttpResponseBase:
     """
     from tidings import policy
     from tidings.auth import origin_allowed
-    from tidings.brokers.base import BrokerError
-    from tidings.handlers import Reject
-    from tidings.node import get_node
-    from tidings.protocol import (
+    from tidings.core.protocol import (
         Close,
         Error,
         Ping,
@@ -459,6 +456,8 @@ async def ws_over_http_view(request: HttpRequest) -> HttpResponseBase:
         error_frame,
         reply_frame,
     )
+    from tidings.exceptions import BrokerError, Reject
+    from tidings.server.node import get_node
 
     node = get_node()
     if not node.settings.grip or not is_ws_over_http(request):

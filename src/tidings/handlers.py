@@ -19,15 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from tidings.topics import Pattern
+from tidings.core.topics import Pattern
+from tidings.exceptions import Reject
 
-
-class Reject(Exception):
-    """Refuse a client's publish; ``message`` is shown to the client."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+__all__ = ["ClientMessage", "Reject", "handler"]
 
 
 @dataclass(frozen=True)

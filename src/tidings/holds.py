@@ -33,11 +33,11 @@ from django.http import (
 )
 
 from tidings import grip
+from tidings.core.messages import Position
+from tidings.core.topics import topic_error
 from tidings.formats import http_response, stream_chunk
 from tidings.listener import Listener
-from tidings.messages import Position
-from tidings.node import Node, get_node
-from tidings.topics import topic_error
+from tidings.server.node import Node, get_node
 
 
 def _topics(topic: str | Sequence[str], node: Node) -> list[str]:

@@ -15,12 +15,12 @@ from time import monotonic
 from typing import TYPE_CHECKING
 
 from tidings.brokers import HistoryResult
+from tidings.core.messages import Message, Position
 from tidings.feeds import SnapshotFilter
-from tidings.hub import Subscriber
-from tidings.messages import Message, Position
+from tidings.server.hub import Subscriber
 
 if TYPE_CHECKING:
-    from tidings.node import Node
+    from tidings.server.node import Node
 
 GUARD_SECONDS = 10.0  # how long after a snapshot live changes are checked against it
 

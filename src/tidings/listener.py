@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from tidings.brokers import HistoryResult
+from tidings.core.messages import Message, Position
+from tidings.core.queue import Queue
 from tidings.joins import Joins
-from tidings.messages import Message, Position
-from tidings.node import Node
-from tidings.outbox import Outbox
+from tidings.server.node import Node
 
 
 class Listener:
@@ -27,7 +27,7 @@ class Listener:
         self.results: dict[str, HistoryResult] = {}
         self.overflowed = False
         self.closing: tuple[int, str] | None = None  # set when the server shuts down
-        self._queue: Outbox[Message] = Outbox(node.settings.queue_size)
+        self._queue: Queue[Message] = Queue(node.settings.queue_size)
         self._joins = Joins()
         self._joined: list[str] = []
         self._wakeup: asyncio.Future[None] | None = None

@@ -13,9 +13,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from tidings import handlers, rules
+from tidings.core.messages import Position
+from tidings.encoding import encode_data
 from tidings.handlers import ClientMessage
-from tidings.messages import Position, encode_data
-from tidings.node import Node
+from tidings.server.node import Node
 
 
 class Forbidden(Exception):

@@ -22,7 +22,7 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from tidings.topics import Pattern
+from tidings.core.topics import Pattern
 
 Action = Literal["subscribe", "publish"]
 CheckFn: TypeAlias = Callable[[Any, str], "bool | Awaitable[bool]"]

@@ -51,7 +51,7 @@ async def hub_view(request: HttpRequest) -> JsonResponse:
     import asyncio
     import threading
 
-    from tidings.node import get_node
+    from tidings.server.node import get_node
 
     topic = request.GET.get("topic", "")
     return JsonResponse(

@@ -2,7 +2,7 @@
 
 A broker does four things and makes no policy:
 
-1. **Publish** a message to a topic and return its :class:`~tidings.messages.Position`.
+1. **Publish** a message to a topic and return its :class:`~tidings.core.messages.Position`.
    Appending to the topic's history and handing the message to subscribed processes
    is one atomic step: every process sees a topic's messages in offset order, and a
    message is in history before (or at the same moment as) it reaches any process.
@@ -30,14 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tidings.conf import HistoryPolicy
-from tidings.messages import Message, Position
+from tidings.core.messages import HistoryPolicy, Message, Position
 
 Deliver = Callable[[Message], None]
-
-
-class BrokerError(Exception):
-    """The broker could not do what was asked (e.g. its server is unreachable)."""
 
 
 @dataclass(frozen=True, slots=True)

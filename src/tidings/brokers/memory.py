@@ -15,8 +15,7 @@ from collections import deque
 from typing import Any
 
 from tidings.brokers.base import Broker, Deliver, HistoryResult
-from tidings.conf import HistoryPolicy
-from tidings.messages import Message, Position
+from tidings.core.messages import HistoryPolicy, Message, Position
 
 
 def new_epoch() -> str:

@@ -60,9 +60,9 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from tidings.brokers.base import Broker, BrokerError, Deliver, HistoryResult
-from tidings.conf import HistoryPolicy
-from tidings.messages import Message, Position
+from tidings.brokers.base import Broker, Deliver, HistoryResult
+from tidings.core.messages import HistoryPolicy, Message, Position
+from tidings.exceptions import BrokerError
 
 logger = logging.getLogger("tidings.brokers.redis")
 

@@ -16,12 +16,12 @@ from django.http import HttpRequest, JsonResponse
 
 from tidings import policy
 from tidings.auth import origin_allowed
+from tidings.core.messages import Position
+from tidings.core.protocol import meta_error
+from tidings.core.topics import topic_error
 from tidings.listener import Listener
-from tidings.messages import Position
-from tidings.node import Node, get_node
-from tidings.protocol import meta_error
-from tidings.topics import topic_error
-from tidings.tracker import find_tracked
+from tidings.server.node import Node, get_node
+from tidings.server.tracker import find_tracked
 
 STATUS = {
     "bad_request": 400,

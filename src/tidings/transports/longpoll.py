@@ -23,11 +23,10 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from tidings import grip, policy
-from tidings.brokers.base import BrokerError
-from tidings.handlers import Reject
+from tidings.core.topics import event_error, topic_error
+from tidings.exceptions import BrokerError, Reject
 from tidings.listener import Listener
-from tidings.node import get_node
-from tidings.topics import event_error, topic_error
+from tidings.server.node import get_node
 from tidings.transports.http import (
     StreamRequest,
     cursor,

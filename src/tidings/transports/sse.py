@@ -19,12 +19,12 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 
 from tidings import grip
+from tidings.core.messages import Position
+from tidings.core.presence import Entry
+from tidings.core.protocol import CLOSE_SLOW_CONSUMER
 from tidings.listener import Listener
-from tidings.messages import Position
-from tidings.node import Node, get_node
-from tidings.presence import Entry
-from tidings.protocol import CLOSE_SLOW_CONSUMER
-from tidings.tracker import find_tracked
+from tidings.server.node import Node, get_node
+from tidings.server.tracker import find_tracked
 from tidings.transports.http import StreamRequest, cursor, starting_points, stream_request
 
 KEEPALIVE = ": keep-alive\n\n"

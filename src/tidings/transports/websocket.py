@@ -18,11 +18,11 @@ from django.http import HttpResponse, HttpResponseBase
 
 from tidings.auth import header, origin_allowed, user_from_headers
 from tidings.connection import Connection
+from tidings.core.protocol import CLOSE_SLOW_CONSUMER
 from tidings.formats import ws_text
 from tidings.holds import WebSocketHold
 from tidings.listener import Listener
-from tidings.node import Node, get_node
-from tidings.protocol import CLOSE_SLOW_CONSUMER
+from tidings.server.node import Node, get_node
 from tidings.types import Receive, Scope, Send
 
 logger = logging.getLogger("tidings.websocket")

@@ -3,8 +3,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from tidings.node import get_node
 from tidings.pgfeed import Listener, trigger_feeds
+from tidings.server.node import get_node
 
 
 class Command(BaseCommand):

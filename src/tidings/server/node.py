@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
+from tidings.core.messages import Message, Position
+from tidings.core.protocol import CLOSE_SERVICE_RESTART, Limits
 from tidings.feeds import find_feed
-from tidings.hub import Hub, Subscriber
-from tidings.messages import Message, Position
-from tidings.protocol import CLOSE_SERVICE_RESTART, Limits
-from tidings.tracker import Tracker
+from tidings.server.hub import Hub, Subscriber
+from tidings.server.tracker import Tracker
 
 if TYPE_CHECKING:
     from tidings.listener import Listener
 
 # A message whose topic's previous fan-out ended less than this ago is part of a burst:
-# its frames are queued and written in batches, not one by one (tidings.writer).
+# its frames are queued and written in batches, not one by one (tidings.server.writer).
 BURST_GAP = 0.005
 
 

@@ -10,7 +10,7 @@ grouped by key, so a user with three tabs is one member with three metas::
 Changes are diffs of the same shape: ``{"joins": {...}, "leaves": {...}}``. A meta
 update is its old meta leaving and the new one joining. A key that appears in
 ``joins`` but was not in the state is a first join; a key whose metas all left is a
-last leave. Nothing here does I/O: :mod:`tidings.tracker` keeps these states in step
+last leave. Nothing here does I/O: :mod:`tidings.server.tracker` keeps these states in step
 with the broker's presence store and other processes.
 """
 

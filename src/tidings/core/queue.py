@@ -25,7 +25,7 @@ class _Slot(Generic[T]):
         self.key = key
 
 
-class Outbox(Generic[T]):
+class Queue(Generic[T]):
     __slots__ = ("_allowance", "_items", "_keyed", "limit", "size")
 
     def __init__(self, limit: int) -> None:

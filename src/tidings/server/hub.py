@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from tidings.messages import Message
+from tidings.core.messages import Message
 
 logger = logging.getLogger("tidings.hub")
 

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from tidings.messages import Position
-from tidings.topics import event_error, topic_error
+from tidings.core.messages import Position
+from tidings.core.topics import event_error, topic_error
 
 RequestId: TypeAlias = int | str | None
 

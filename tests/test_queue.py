@@ -7,18 +7,18 @@ import socket
 import httpx
 from websockets.asyncio.client import connect
 
-from tidings.outbox import Outbox
+from tidings.core.queue import Queue
 
 
 def test_bounded():
-    box: Outbox[str] = Outbox(2)
+    box: Queue[str] = Queue(2)
     assert box.put("a") and box.put("b")
     assert not box.put("c")  # full: refused, nothing queued
     assert box.pop_all() == ["a", "b"] and not box
 
 
 def test_a_newer_item_with_the_same_key_replaces_the_waiting_one():
-    box: Outbox[str] = Outbox(3)
+    box: Queue[str] = Queue(3)
     box.put("x1", key="x")
     box.put("plain")
     box.put("y1", key="y")
@@ -31,7 +31,7 @@ def test_a_newer_item_with_the_same_key_replaces_the_waiting_one():
 
 
 def test_full_queue_still_takes_a_replacement():
-    box: Outbox[str] = Outbox(1)
+    box: Queue[str] = Queue(1)
     box.put("k1", key="k")
     assert box.put("k2", key="k")
     assert not box.put("other")

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from tidings.outbox import Outbox
+from tidings.core.queue import Queue
 from tidings.types import Message, Send
 
 logger = logging.getLogger("tidings.writer")
@@ -68,7 +68,7 @@ class Writer:
 
     def __init__(self, send: Send, limit: int, on_overflow: Callable[[], None]) -> None:
         self._send = send
-        self.queue: Outbox[str] = Outbox(limit)
+        self.queue: Queue[str] = Queue(limit)
         self._on_overflow = on_overflow
         self._task: asyncio.Task[None] | None = None
         self.closing: tuple[int, str] | None = None
@@ -89,7 +89,7 @@ class Writer:
             self._task = asyncio.get_running_loop().create_task(self._drain(None))
 
     def replay(self, frames: list[str]) -> None:
-        """Queue a replay from history (it may exceed the queue's limit; see Outbox)."""
+        """Queue a replay from history (it may exceed the queue's limit; see Queue)."""
         if frames and self.closing is None and not self.gone:
             self.queue.replay(frames)
             if self._task is None:

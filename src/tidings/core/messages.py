@@ -1,4 +1,4 @@
-"""Positions and messages: what a publish produces and what every transport carries.
+"""Positions, messages, history policies: what a publish makes and every transport carries.
 
 A message's data is encoded to JSON once, when it is published; each wire format
 encodes the whole message once more, lazily, the first time a transport asks for it
@@ -11,8 +11,6 @@ import json
 import re
 import time
 from typing import Any, NamedTuple
-
-from django.core.serializers.json import DjangoJSONEncoder
 
 _UNSET: Any = object()
 _SSE_LINES = re.compile(r"\r\n|\r|\n")
@@ -46,12 +44,18 @@ class Position(NamedTuple):
         return cls(m.group(1), int(m.group(2)))
 
 
-_ENCODER = DjangoJSONEncoder(separators=(",", ":"), ensure_ascii=False)
+class HistoryPolicy(NamedTuple):
+    """How much of a topic's past the broker keeps: ``size`` messages, ``ttl`` seconds.
 
+    ``size == 0`` or ``ttl == 0`` keeps nothing (offsets still count up).
+    """
 
-def encode_data(data: Any) -> str:
-    """JSON text of ``data``; Django's encoder, so dates, decimals and UUIDs just work."""
-    return _ENCODER.encode(data)
+    size: int
+    ttl: float
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0 and self.ttl > 0
 
 
 class Message:
@@ -110,7 +114,7 @@ class Message:
         frame = self._ws_frame
         if frame is None:
             # Topics, event names and positions are made of characters JSON never escapes
-            # (tidings.topics), so they are quoted as they are.
+            # (tidings.core.topics), so they are quoted as they are.
             frame = self._ws_frame = (
                 f'{{"op":"message","topic":"{self.topic}","position":"{self.position}",'
                 f'"event":"{self.event}","data":{self.data_json}}}'

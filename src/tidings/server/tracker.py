@@ -10,7 +10,7 @@ counts instead of members: for large rooms.
 
 Entries live in the broker's presence store, so every process can read a topic's
 whole state. Each change is also published on the internal topic
-``tidings.presence.<topic>`` (no history), so the processes that watch it apply it at
+``tidings.core.presence.<topic>`` (no history), so the processes that watch it apply it at
 once; they also re-read the store every ``PRESENCE_SYNC`` seconds, which turns the
 entries of a crashed process (expired by the broker's TTL) into leaves.
 """
@@ -25,12 +25,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from tidings.messages import Message
-from tidings.presence import Diff, Entry, PresenceState
-from tidings.topics import Pattern
+from tidings.core.messages import Message
+from tidings.core.presence import Diff, Entry, PresenceState
+from tidings.core.topics import Pattern
 
 if TYPE_CHECKING:
-    from tidings.node import Node
+    from tidings.server.node import Node
 
 logger = logging.getLogger("tidings.tracker")
 
