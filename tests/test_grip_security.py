@@ -12,9 +12,9 @@ import pytest
 from django.test import RequestFactory, override_settings
 
 from tests.pushpin_server import Pushpin, grip_stack
-from tidings import grip
 from tidings.checks import check_settings
 from tidings.conf import GripProxy
+from tidings.grip import signature as grip
 from tidings.testing import LiveServer
 
 KEY = "k" * 64
@@ -55,11 +55,11 @@ def test_proxy_only_headers_are_ignored_without_a_valid_signature():
     headers = {"Grip-Last": 'test.a; last-id="e:1"', "Meta-Topics": "test.a", "Grip-Sig": "x"}
     forged = rf.get("/", headers=headers)
     assert not grip.proxied(forged)
-    assert grip.grip_last(forged) == {} and grip.ws_meta(forged, "Topics") is None
+    assert grip.grip_last(forged) == {} and grip.meta(forged, "Topics") is None
     signed = rf.get("/", headers={**headers, "Grip-Sig": token()})
     assert grip.proxied(signed)
     assert grip.grip_last(signed) == {"test.a": "e:1"}
-    assert grip.ws_meta(signed, "Topics") == "test.a"
+    assert grip.meta(signed, "Topics") == "test.a"
 
 
 @pytest.mark.parametrize(

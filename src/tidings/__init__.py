@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tidings.api import aposition, apublish, publish
     from tidings.core.messages import Message, Position
+    from tidings.exceptions import Reject
     from tidings.feeds import ModelFeed, feed
-    from tidings.handlers import ClientMessage, Reject, handler
     from tidings.holds import hold_longpoll, hold_stream, hold_websocket, is_websocket
-    from tidings.rules import allow
-    from tidings.server.tracker import track
+    from tidings.registry import ClientMessage, allow, handler, track
 
 __all__ = [
     "ClientMessage",
@@ -53,13 +52,13 @@ _WHERE = {
     "hold_longpoll": "tidings.holds",
     "hold_websocket": "tidings.holds",
     "is_websocket": "tidings.holds",
-    "allow": "tidings.rules",
-    "handler": "tidings.handlers",
-    "ClientMessage": "tidings.handlers",
-    "Reject": "tidings.handlers",
+    "allow": "tidings.registry",
+    "handler": "tidings.registry",
+    "ClientMessage": "tidings.registry",
+    "Reject": "tidings.exceptions",
     "Message": "tidings.core.messages",
     "Position": "tidings.core.messages",
-    "track": "tidings.server.tracker",
+    "track": "tidings.registry",
     "ModelFeed": "tidings.feeds",
     "feed": "tidings.feeds",
 }

@@ -31,6 +31,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 
 from tidings.server.node import get_node
+from tidings.transports.websocket import view_websocket, websocket_endpoint
 from tidings.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("tidings.asgi")
@@ -87,8 +88,6 @@ class Router:
         if kind == "http":
             await self.http(scope, receive, send)
         elif kind == "websocket":
-            from tidings.transports.websocket import view_websocket, websocket_endpoint
-
             if scope["path"] == get_node().settings.ws_path:
                 await websocket_endpoint(scope, receive, send)
             else:

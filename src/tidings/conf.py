@@ -1,22 +1,23 @@
 """Settings: one ``TIDINGS`` dict in Django settings, read once, reset when it changes.
 
-Every key is optional. See docs/reference/settings.md for what each one does.
+Every key is optional. See docs/settings.md for what each one does.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 from tidings.core.messages import HistoryPolicy
-from tidings.core.topics import RESERVED, Pattern
-from tidings.rules import Rule, from_settings
+from tidings.core.topics import Pattern
 
 DEFAULTS: dict[str, Any] = {
     "BROKER": "memory://",
@@ -38,7 +39,62 @@ DEFAULTS: dict[str, Any] = {
     "POLL_MAX_TIMEOUT": 120.0,
     "PRESENCE_SYNC": 10.0,
     "PG_LISTEN": False,
+    "MAX_DEPTH": 32,
 }
+
+
+CheckFn: TypeAlias = Callable[[Any, str], "bool | Awaitable[bool]"]
+Check: TypeAlias = "bool | str | CheckFn"
+
+NAMED_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "authenticated": lambda user: bool(getattr(user, "is_authenticated", False)),
+    "staff": lambda user: bool(getattr(user, "is_staff", False)),
+    "superuser": lambda user: bool(getattr(user, "is_superuser", False)),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may subscribe to / publish on the topics of ``pattern`` (see :mod:`tidings.registry`)."""
+
+    pattern: Pattern
+    subscribe: Check | None = None
+    publish: Check | None = None
+
+
+def rules_from_settings(raw: dict[str, dict[str, Any]]) -> tuple[Rule, ...]:
+    """Parse ``TIDINGS["RULES"]``: ``{pattern: {"subscribe": check, "publish": check}}``."""
+    rules = []
+    for pattern, checks in raw.items():
+        unknown = set(checks) - {"subscribe", "publish"}
+        if unknown:
+            raise ImproperlyConfigured(f"TIDINGS['RULES'][{pattern!r}]: unknown keys {unknown}")
+        rules.append(
+            Rule(
+                Pattern(pattern),
+                validate_check(checks.get("subscribe"), f"TIDINGS['RULES'][{pattern!r}]"),
+                validate_check(checks.get("publish"), f"TIDINGS['RULES'][{pattern!r}]"),
+            )
+        )
+    return tuple(rules)
+
+
+def validate_check(check: Check | None, where: str) -> Check | None:
+    """``check`` as a rule holds it; ``ImproperlyConfigured`` when it is none."""
+    if check is None or isinstance(check, bool) or callable(check):
+        return check
+    if isinstance(check, str):
+        if check in NAMED_CHECKS:
+            return check
+        try:
+            fn: CheckFn = import_string(check)
+        except ImportError:
+            names = sorted(NAMED_CHECKS)
+            raise ImproperlyConfigured(
+                f"{where}: {check!r} is not one of {names} nor an importable callable"
+            ) from None
+        return fn
+    raise ImproperlyConfigured(f"{where}: a check is a bool, a name, or a callable")
 
 
 @dataclass(frozen=True)
@@ -76,29 +132,11 @@ class Settings:
     presence_sync: float
     pg_listen: bool
     grip: tuple[GripProxy, ...] = ()
-    _history_cache: dict[str, HistoryPolicy] = field(default_factory=dict, compare=False)
+    max_depth: int = 32
 
     @property
     def ws_path(self) -> str:
         return self.path + "ws"
-
-    def coalesce_field(self, topic: str) -> str | None:
-        """The data field whose value keys ``topic``'s messages for coalescing, if any."""
-        return next((field for pat, field in self.coalesce if pat.match(topic)), None)
-
-    def history_for(self, topic: str) -> HistoryPolicy:
-        """``topic``'s history policy: the first matching ``HISTORY`` pattern, or the default."""
-        try:
-            return self._history_cache[topic]
-        except KeyError:
-            pass
-        if topic.startswith(RESERVED):  # tidings' own topics (presence diffs) keep no history
-            return HistoryPolicy(0, 0)
-        policy = next((p for pat, p in self.history_overrides if pat.match(topic)), self.history)
-        if len(self._history_cache) > 10_000:
-            self._history_cache.clear()
-        self._history_cache[topic] = policy
-        return policy
 
 
 def _policy(value: Any, default: HistoryPolicy, where: str) -> HistoryPolicy:
@@ -163,7 +201,7 @@ def load() -> Settings:
         topic_max_length=int(raw["TOPIC_MAX_LENGTH"]),
         history=default_history,
         history_overrides=overrides,
-        rules=from_settings(dict(raw["RULES"])),
+        rules=rules_from_settings(dict(raw["RULES"])),
         coalesce=tuple((Pattern(p), str(field)) for p, field in dict(raw["COALESCE"]).items()),
         sse_keepalive=float(raw["SSE_KEEPALIVE"]),
         sse_retry_ms=int(raw["SSE_RETRY_MS"]),
@@ -172,6 +210,7 @@ def load() -> Settings:
         presence_sync=float(raw["PRESENCE_SYNC"]),
         pg_listen=bool(raw["PG_LISTEN"]),
         grip=_grip(raw.get("GRIP")),
+        max_depth=int(raw["MAX_DEPTH"]),
     )
 
 

@@ -27,9 +27,10 @@ class Refused(TidingsError):
 
     code = "bad_request"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, topic: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.topic = topic  # the topic refused, for clients of several topics at once
         if code is not None:
             self.code = code
 

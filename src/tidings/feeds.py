@@ -18,9 +18,10 @@ The message's event is the action and its data::
 
 A subscription with ``initial: true`` first gets a ``snapshot`` frame of the rows on that
 topic the user may see, then every change after it: nothing missed between the two,
-and no change the snapshot already shows. ``visible(user, row)`` hides rows from a
-user, in snapshots and in changes. ``can_subscribe`` says who may subscribe at all
-(default: nobody: say who).
+and no change the snapshot already shows (:mod:`tidings.core.snapshots`).
+``visible(user, row)`` hides rows from a user, in snapshots and in changes.
+``can_subscribe`` says who may subscribe to the feed's topics (default: nobody: say
+who), unless a rule (``TIDINGS["RULES"]``, ``tidings.allow``) speaks for them first.
 
 Writes made outside the ORM's ``save()``/``delete()`` (``QuerySet.update()``, raw SQL,
 another service) send no signal: see :mod:`tidings.pgfeed` for PostgreSQL triggers.
@@ -31,11 +32,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
-from django.db import models
+from django.db import connections, models, router
 from django.db.models.signals import post_delete, post_init, post_save
 
-from tidings import rules
-from tidings.core.topics import Pattern
+from tidings import api, registry
 
 Row = dict[str, Any]
 
@@ -56,7 +56,11 @@ class ModelFeed:
         meta = self.model._meta
         self.prefix = self.name or f"{meta.app_label}.{meta.model_name}"
         self.field_names = list(self.fields or [f.attname for f in meta.concrete_fields])
-        self.pattern = Pattern(self.prefix + "*")
+
+    def covers(self, topic: str) -> bool:
+        """Is ``topic`` one of this feed's (the collection, or one object's)?"""
+        prefix = self.prefix
+        return topic == prefix or (topic.startswith(prefix) and topic[len(prefix)] == ".")
 
     # -- hooks ---------------------------------------------------------------------
     def topics(self, obj: models.Model) -> list[str]:
@@ -88,7 +92,15 @@ class ModelFeed:
     # -- machinery ---------------------------------------------------------------------
     @property
     def filters(self) -> bool:
+        """Does ``visible`` hide rows from some users? (Then every change is checked.)"""
         return type(self).visible is not ModelFeed.visible
+
+    @property
+    def by_triggers(self) -> bool:
+        """Do PostgreSQL triggers report its changes (``triggers`` on a PostgreSQL table)?"""
+        if not self.triggers:
+            return False
+        return connections[router.db_for_write(self.model)].vendor == "postgresql"
 
     def payload(self, action: str, obj: models.Model, changed: list[str]) -> Row:
         row = {"action": action, "pk": obj.pk, "data": self.serialize(obj), "changed": changed}
@@ -97,16 +109,12 @@ class ModelFeed:
         return row
 
     def publish(self, action: str, obj: models.Model, changed: list[str]) -> None:
-        from tidings import api  # (api -> node -> feeds: imported when first used)
-
         payload = self.payload(action, obj, [c for c in changed if c in self.field_names])
         for topic in self.topics(obj):
             api.publish(topic, payload, event=action)  # after commit, never on rollback
 
     async def apublish(self, action: str, obj: models.Model, changed: list[str]) -> None:
         """Async twin of :meth:`publish` (the PostgreSQL listener's)."""
-        from tidings import api
-
         payload = await sync_to_async(self.payload, thread_sensitive=True)(
             action, obj, [c for c in changed if c in self.field_names]
         )
@@ -131,13 +139,10 @@ class ModelFeed:
         return await sync_to_async(self.snapshot, thread_sensitive=True)(user, topic)
 
 
-_feeds: list[ModelFeed] = []
-
-
 def feed(cls: type[ModelFeed]) -> ModelFeed:
-    """Register a feed: connect its model's signals and its subscribe rule."""
+    """Register a feed: its model's changes are published to its topics from now on."""
     instance = cls()
-    _feeds.append(instance)
+    registry.add_feed(instance)
     model = instance.model
     uid = f"tidings-feed-{instance.prefix}"
 
@@ -168,8 +173,6 @@ def feed(cls: type[ModelFeed]) -> ModelFeed:
         post_init.connect(loaded, sender=model, weak=False, dispatch_uid=uid + "-init")
         post_save.connect(saved, sender=model, weak=False, dispatch_uid=uid + "-save")
         post_delete.connect(deleted, sender=model, weak=False, dispatch_uid=uid + "-delete")
-    rules.allow(instance.prefix, subscribe=instance.can_subscribe)
-    rules.allow(instance.prefix + ".*", subscribe=instance.can_subscribe)
     return instance
 
 
@@ -178,66 +181,8 @@ def _values(obj: models.Model) -> dict[str, Any]:
 
 
 def _by_triggers(model: type[models.Model]) -> bool:
-    from tidings.pgfeed import uses_triggers
-
-    return any(uses_triggers(f) for f in _feeds_of(model))
+    return any(f.by_triggers for f in _feeds_of(model))
 
 
 def _feeds_of(model: type[models.Model]) -> list[ModelFeed]:
-    return [f for f in _feeds if f.model is model]
-
-
-def find_feed(topic: str) -> ModelFeed | None:
-    """The feed whose topics ``topic`` is one of."""
-    for f in _feeds:
-        if topic == f.prefix or topic.startswith(f.prefix + "."):
-            return f
-    return None
-
-
-def snapshot_frame(topic: str, position: Any, rows: list[Row]) -> str:
-    """``{"op": "snapshot", "topic", "position", "rows": [{"pk", "data"}, ...]}``."""
-    from tidings.encoding import encode_data
-
-    return encode_data({"op": "snapshot", "topic": topic, "position": str(position), "rows": rows})
-
-
-class SnapshotFilter:
-    """Drops the changes a snapshot already shows, and remembers the ones it lets by.
-
-    The snapshot is read after the topic's position, so changes committed in between
-    (or committed before it but published just after: publishing follows the commit)
-    are both in it and sent after it. With a version field they are recognised (version
-    not above the row's); without one, only an exact repeat is. A delete of a row the
-    snapshot does not have was deleted before it, unless the row arrived since.
-    """
-
-    def __init__(self, rows: list[Row]) -> None:
-        self.rows: dict[Any, Row] = {row["pk"]: row for row in rows}
-
-    def passes(self, message: Any) -> bool:
-        data = message.data
-        if not isinstance(data, dict):
-            return True
-        pk, action = data.get("pk"), data.get("action")
-        row = self.rows.get(pk)
-        if action == "delete":
-            if row is None:
-                return False  # not in the snapshot, not seen since: gone before it
-            del self.rows[pk]
-            return True
-        if row is not None:
-            version = data.get("version")
-            if version is not None and row.get("version") is not None:
-                if version <= row["version"]:
-                    return False
-            elif _same(row["data"], data.get("data")):
-                return False
-        self.rows[pk] = {"pk": pk, "data": data.get("data"), "version": data.get("version")}
-        return True
-
-
-def _same(a: Any, b: Any) -> bool:
-    from tidings.encoding import encode_data
-
-    return bool(encode_data(a) == encode_data(b))
+    return [f for f in registry.feeds() if isinstance(f, ModelFeed) and f.model is model]

@@ -81,7 +81,7 @@ def stream_chunk(message: Message) -> str:
     return f"id: {message.position}\n{message.sse_body}"
 
 
-def ws_text(message: Message) -> str:
+def ws_message(message: Message) -> str:
     """What a held WebSocket gets for ``message``: the ``ws_message`` format, else the data."""
     text = message.formats.get("ws_message")
     return message.data_json if text is None else str(text)

@@ -32,12 +32,15 @@ from django.http import (
     StreamingHttpResponse,
 )
 
-from tidings import grip
-from tidings.core.messages import Position
+from tidings.core.messages import Message, Position
+from tidings.core.protocol import Error, Output, Subscribe
 from tidings.core.topics import topic_error
+from tidings.exceptions import BrokerError
 from tidings.formats import http_response, stream_chunk
-from tidings.listener import Listener
+from tidings.grip import holds as proxy
+from tidings.grip.signature import is_ws_over_http, proxied
 from tidings.server.node import Node, get_node
+from tidings.server.subscriber import Mailbox, Subscriber
 
 
 def _topics(topic: str | Sequence[str], node: Node) -> list[str]:
@@ -62,6 +65,10 @@ def parse_etag(value: str | None) -> Position | None:
         return None
 
 
+def _proxied(request: HttpRequest, node: Node) -> bool:
+    return bool(node.settings.grip) and proxied(request, node.settings)
+
+
 def is_websocket(request: HttpRequest) -> bool:
     """Is this request a WebSocket handshake (that :func:`hold_websocket` can hold)?
 
@@ -69,7 +76,25 @@ def is_websocket(request: HttpRequest) -> bool:
     """
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return True
-    return get_node().settings.grip != () and grip.is_ws_over_http(request)
+    return bool(get_node().settings.grip) and is_ws_over_http(request)
+
+
+async def _join(node: Node, topics: list[str], since: Position | None) -> Subscriber:
+    """A subscriber of ``topics`` (after ``since`` on the first), joined. The view that
+    holds the request is the gate: no rule is checked."""
+    subscriber = Subscriber(node, None, Mailbox())
+    requests = [Subscribe(None, t, since if i == 0 else None, None) for i, t in enumerate(topics)]
+    if await subscriber.run(subscriber.session.join_all(requests)):
+        return subscriber
+    await subscriber.leave()
+    failed = next(item for item in subscriber.take() if isinstance(item, Error))
+    if failed.code == "unavailable":
+        raise BrokerError(failed.message)
+    raise RuntimeError(f"could not hold the request: {failed.message}")
+
+
+def _messages(items: list[Output]) -> list[Message]:
+    return [item for item in items if type(item) is Message]
 
 
 def hold_stream(
@@ -93,8 +118,8 @@ def hold_stream(
     start = since if isinstance(since, Position) else parse_etag(since)
     if start is None and since is None and len(topics) == 1:
         start = parse_etag(request.headers.get("Last-Event-ID"))
-    if node.settings.grip and grip.proxied(request, node.settings):
-        return grip.stream_link_response(node.settings, topics, start, content_type, keep_alive)
+    if _proxied(request, node):
+        return proxy.stream_link(node.settings, topics, start, content_type, keep_alive)
     response = StreamingHttpResponse(
         _stream(node, topics, start, keep_alive), content_type=content_type
     )
@@ -106,18 +131,25 @@ def hold_stream(
 async def _stream(
     node: Node, topics: list[str], since: Position | None, keep_alive: str | None
 ) -> AsyncIterator[str]:
-    async with Listener(node, topics) as listener:
-        await listener.join({topics[0]: since} if since is not None else None)
+    subscriber = await _join(node, topics, since)
+    try:
+        chunks = [stream_chunk(m) for m in _messages(subscriber.take())]
         if keep_alive:
-            yield keep_alive  # headers out now, so the client knows it is connected
-        while True:
-            if not await listener.wait(node.settings.sse_keepalive):
+            chunks.insert(0, keep_alive)  # headers out now, so the client knows it is connected
+        if chunks:
+            yield "".join(chunks)
+        while subscriber.closing is None:
+            if not await subscriber.wait(node.settings.sse_keepalive):
                 if keep_alive:
                     yield keep_alive
                 continue
-            if listener.overflowed:
+            if subscriber.closing is not None:
                 return
-            yield "".join(stream_chunk(m) for m in listener.take())
+            messages = _messages(subscriber.take())
+            if messages:
+                yield "".join(stream_chunk(m) for m in messages)
+    finally:
+        await subscriber.leave()
 
 
 async def hold_longpoll(
@@ -140,18 +172,17 @@ async def hold_longpoll(
     node = get_node()
     (topic,) = _topics(topic, node)
     start = since if isinstance(since, Position) else parse_etag(since)
-    if node.settings.grip and grip.proxied(request, node.settings):
-        result = await node.broker.history(topic, start)
-        if start is not None and result.recovered and result.messages:
-            return http_response(result.messages[0])
-        response = timeout_response if timeout_response is not None else HttpResponseNotModified()
-        return grip.hold_response(response, {grip.channel(topic): result.position}, timeout)
-    async with Listener(node, [topic]) as listener:
-        await listener.join({topic: start})
-        if await listener.wait(timeout) and not listener.overflowed:
-            first = listener.take_one()
-            if first is not None:
-                return http_response(first)
+    if _proxied(request, node):
+        return await proxy.longpoll(node, topic, start, timeout, timeout_response)
+    subscriber = await _join(node, [topic], start)
+    try:
+        messages = _messages(subscriber.take())
+        if not messages and await subscriber.wait(timeout) and subscriber.closing is None:
+            messages = _messages(subscriber.take())
+        if messages:
+            return http_response(messages[0])
+    finally:
+        await subscriber.leave()
     return timeout_response if timeout_response is not None else HttpResponseNotModified()
 
 
@@ -176,12 +207,4 @@ def hold_websocket(request: HttpRequest, topic: str | Sequence[str]) -> HttpResp
     topics = _topics(topic, get_node())
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return WebSocketHold(topics)
-    try:
-        events = grip.ws_events(request)
-    except ValueError:
-        return HttpResponse("Bad WebSocket events.\n", status=400)
-    opening = bool(events) and events[0].type == "OPEN"
-    out: list[tuple[str, bytes | None]] = []
-    if opening:
-        out = [("TEXT", grip.ws_control("subscribe", channel=grip.channel(t))) for t in topics]
-    return grip.ws_answer(events, out)
+    return proxy.websocket(request, topics)

@@ -10,8 +10,8 @@ a trigger on the table reports each row change instead:
   old row of a delete, when it fits). Only the key travels, so no row is too big for
   NOTIFY's 8,000 bytes: the listener reads the row itself. NOTIFY is transactional:
   nothing for rolled-back work, and notifications arrive in commit order.
-- :class:`Listener` (psycopg 3, ``LISTEN tidings``) turns them into the feed's usual
-  messages and publishes them. It reconnects by itself, with backoff, and logs. Run it
+- :class:`NotifyListener` (psycopg 3, ``LISTEN tidings``) turns them into the feed's
+  usual messages and publishes them. It reconnects by itself, with backoff, and logs. Run it
   in the server (``TIDINGS["PG_LISTEN"] = True``: one process) or as its own process,
   ``manage.py tidings_listen`` (several server processes sharing Redis: exactly one
   listener, or every change is published once per listener).
@@ -30,8 +30,8 @@ from typing import Any
 
 from django.db import connections, models, router
 
-from tidings import feeds
-from tidings.feeds import ModelFeed
+from tidings import registry
+from tidings.registry import Feed
 
 logger = logging.getLogger("tidings.pgfeed")
 
@@ -62,16 +62,9 @@ $$ LANGUAGE plpgsql;
 """
 
 
-def trigger_feeds() -> list[ModelFeed]:
+def trigger_feeds() -> list[Feed]:
     """The registered feeds that use triggers and whose database is PostgreSQL."""
-    return [f for f in feeds._feeds if uses_triggers(f)]
-
-
-def uses_triggers(feed: ModelFeed) -> bool:
-    if not feed.triggers:
-        return False
-    alias = router.db_for_write(feed.model)
-    return connections[alias].vendor == "postgresql"
+    return [f for f in registry.feeds() if f.by_triggers]
 
 
 def install(remove: bool = False) -> list[str]:
@@ -103,7 +96,7 @@ def _dsn(alias: str) -> dict[str, Any]:
     return params
 
 
-class Listener:
+class NotifyListener:
     """``LISTEN tidings`` on each database with trigger feeds; publish what it hears."""
 
     def __init__(self) -> None:
@@ -115,6 +108,13 @@ class Listener:
     def start(self) -> None:
         if self._task is None and trigger_feeds():
             self._task = asyncio.get_running_loop().create_task(self.run())
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "reconnects": self.reconnects,
+            "last_error": self.last_error,
+        }
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -165,7 +165,7 @@ class Listener:
             except Exception:
                 logger.exception("could not publish the %s of %s %s", op, table, pk)
 
-    async def _publish(self, feed: ModelFeed, op: str, pk: str, note: dict[str, Any]) -> None:
+    async def _publish(self, feed: Feed, op: str, pk: str, note: dict[str, Any]) -> None:
         model = feed.model
         columns = {f.column: f.attname for f in model._meta.concrete_fields}
         changed = [columns.get(c, c) for c in note.get("changed") or []]

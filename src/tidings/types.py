@@ -1,10 +1,14 @@
-"""ASGI type aliases shared by the transports (as in starlette/types.py)."""
+"""ASGI type aliases shared by the transports (as in starlette/types.py).
+
+An ASGI message is called an ``Event`` here: "message" means a published message
+(:class:`tidings.core.messages.Message`) everywhere else in tidings.
+"""
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeAlias
 
 Scope: TypeAlias = MutableMapping[str, Any]
-Message: TypeAlias = MutableMapping[str, Any]
-Receive: TypeAlias = Callable[[], Awaitable[Message]]
-Send: TypeAlias = Callable[[Message], Awaitable[None]]
+Event: TypeAlias = MutableMapping[str, Any]
+Receive: TypeAlias = Callable[[], Awaitable[Event]]
+Send: TypeAlias = Callable[[Event], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]

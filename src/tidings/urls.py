@@ -3,7 +3,8 @@
 
 from django.urls import path
 
-from tidings.grip import stream_next_view, ws_over_http_view
+from tidings.grip.holds import stream_next_view
+from tidings.grip.ws_over_http import ws_over_http_view
 from tidings.transports.http import health_view
 from tidings.transports.longpoll import poll_view, publish_view
 from tidings.transports.sse import sse_view

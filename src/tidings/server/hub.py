@@ -2,19 +2,26 @@
 
 The broker hands the hub each message once; the hub hands it to every local
 subscriber by a plain synchronous call. No task, no JSON and no await per subscriber:
-each subscriber only appends an already-encoded frame to its own bounded queue (see
-:class:`tidings.connection.Connection`), so a slow subscriber cannot stall the others
-or the publisher.
+each subscriber only appends an already-encoded message to its own bounded queue (see
+:class:`tidings.server.subscriber.Subscriber`), so a slow subscriber cannot stall the
+others or the publisher.
+
+The hub also tells a lone message from one of a burst: a message whose topic's
+previous fan-out ended less than ``BURST_GAP`` ago is not ``eager``, and subscribers
+queue it to write in batches instead of writing it in place (:mod:`tidings.server.writer`).
 """
 
 from __future__ import annotations
 
 import logging
+from time import monotonic
 from typing import Protocol
 
 from tidings.core.messages import Message
 
 logger = logging.getLogger("tidings.hub")
+
+BURST_GAP = 0.005
 
 
 class Subscriber(Protocol):
@@ -22,26 +29,34 @@ class Subscriber(Protocol):
         """Take ``message``; must not block, must not raise, must not change the hub."""
 
 
+class _Topic:
+    __slots__ = ("quiet", "subscribers")
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.subscribers: dict[Subscriber, None] = {subscriber: None}
+        self.quiet = 0.0  # when its last fan-out ended
+
+
 class Hub:
     def __init__(self) -> None:
-        self._topics: dict[str, dict[Subscriber, None]] = {}
+        self._topics: dict[str, _Topic] = {}
 
     def add(self, topic: str, subscriber: Subscriber) -> bool:
         """Add a subscriber; ``True`` when it is the topic's first one in this process."""
-        subscribers = self._topics.get(topic)
-        if subscribers is None:
-            self._topics[topic] = {subscriber: None}
+        entry = self._topics.get(topic)
+        if entry is None:
+            self._topics[topic] = _Topic(subscriber)
             return True
-        subscribers[subscriber] = None
+        entry.subscribers[subscriber] = None
         return False
 
     def remove(self, topic: str, subscriber: Subscriber) -> bool:
         """Remove a subscriber; ``True`` when it was the topic's last one."""
-        subscribers = self._topics.get(topic)
-        if subscribers is None or subscriber not in subscribers:
+        entry = self._topics.get(topic)
+        if entry is None or subscriber not in entry.subscribers:
             return False
-        del subscribers[subscriber]
-        if subscribers:
+        del entry.subscribers[subscriber]
+        if entry.subscribers:
             return False
         del self._topics[topic]
         return True
@@ -50,15 +65,18 @@ class Hub:
         return topic in self._topics
 
     def count(self, topic: str) -> int:
-        return len(self._topics.get(topic, ()))
+        entry = self._topics.get(topic)
+        return 0 if entry is None else len(entry.subscribers)
 
     def dispatch(self, message: Message) -> None:
         """Hand ``message`` to every local subscriber of its topic."""
-        subscribers = self._topics.get(message.topic)
-        if not subscribers:
+        entry = self._topics.get(message.topic)
+        if entry is None:
             return
-        for subscriber in list(subscribers):
+        message.eager = monotonic() - entry.quiet > BURST_GAP
+        for subscriber in list(entry.subscribers):
             try:
                 subscriber.deliver(message)
             except Exception:
                 logger.exception("subscriber %r failed to take %r", subscriber, message)
+        entry.quiet = monotonic()

@@ -1,32 +1,49 @@
-"""The per-process composition root: settings + broker + hub, started on first use.
+"""The per-process composition root: settings, broker, hub and presence tracker.
 
 There is one :class:`Node` per process (:func:`get_node`). It starts its broker on the
 event loop that first needs it (the server's), subscribes the broker to a topic when
-the topic gets its first local subscriber and unsubscribes after the last.
+the topic gets its first local subscriber and unsubscribes after the last, and tags
+each message once as it arrives (its coalescing key, the feed that filters who sees
+it). Its parts plug in without importing it back: a GRIP proxy is told of every
+publish through :attr:`Node.published`, and the PostgreSQL listener runs as one of
+its :attr:`Node.services`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
-from time import monotonic
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from django.core.signals import setting_changed
+
+from tidings import registry
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.core.messages import Message, Position
 from tidings.core.protocol import CLOSE_SERVICE_RESTART, Limits
-from tidings.feeds import find_feed
 from tidings.server.hub import Hub, Subscriber
 from tidings.server.tracker import Tracker
 
-if TYPE_CHECKING:
-    from tidings.listener import Listener
+logger = logging.getLogger("tidings.node")
 
-# A message whose topic's previous fan-out ended less than this ago is part of a burst:
-# its frames are queued and written in batches, not one by one (tidings.server.writer).
-BURST_GAP = 0.005
+# What a part is told of each publish: (topic, event, data_json, formats_json, position).
+PublishHook = Callable[[str, str, str, "str | None", Position], None]
+
+
+class Service(Protocol):
+    """Something that runs as long as the node: started on its loop, stopped with it."""
+
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def health(self) -> dict[str, Any]: ...
+
+
+class Closable(Protocol):
+    def close(self, code: int, reason: str) -> None: ...
 
 
 class Node:
@@ -34,29 +51,41 @@ class Node:
         self.settings = settings
         self.hub = Hub()
         self.broker: Broker = broker_from_url(settings.broker)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._start_lock: asyncio.Lock | None = None
-        self._ready: dict[str, asyncio.Future[None]] = {}
-        self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # open HTTP streams/polls
-        self.shutting_down = False
         self.tracker = Tracker(self)
-        self._tags: dict[str, tuple[str | None, Any]] = {}
-        self.pg_listener: Any = None  # tidings.pgfeed.Listener when PG_LISTEN
-        self._quiet: dict[str, float] = {}  # topic -> when its last fan-out ended
-        self.limits = Limits(  # one for every connection of this process
+        self.limits = Limits(  # one for every client of this process
             max_frame_bytes=settings.max_frame_bytes,
             max_subscriptions=settings.max_subscriptions,
             topic_max_length=settings.topic_max_length,
             rate=settings.rate,
             burst=settings.burst,
+            max_depth=settings.max_depth,
         )
+        self.published: list[PublishHook] = []
+        self.services: dict[str, Service] = {}
+        self.clients: weakref.WeakSet[Closable] = weakref.WeakSet()  # every open subscriber
+        self.shutting_down = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._ready: dict[str, asyncio.Future[None]] = {}
+        if settings.grip:  # behind Pushpin: it holds connections, tell it of each publish
+            from tidings.grip.publisher import Publisher
+
+            self.published.append(Publisher(settings.grip).publish)
+        if settings.pg_listen:
+            from tidings.pgfeed import NotifyListener
+
+            self.services["pg_listener"] = NotifyListener()
 
     @property
-    def started(self) -> bool:
-        return self._loop is not None
+    def presence_sync(self) -> float:
+        return self.settings.presence_sync
+
+    def lookup(self, topic: str) -> registry.TopicInfo:
+        """Everything declared about ``topic`` (:func:`tidings.registry.lookup`)."""
+        return registry.lookup(topic, self.settings)
 
     async def start(self) -> None:
-        """Start the broker on the running loop (idempotent)."""
+        """Start the broker and the services on the running loop (idempotent)."""
         if self._loop is not None:
             return
         if self._start_lock is None:
@@ -65,72 +94,52 @@ class Node:
             if self._loop is None:
                 await self.broker.start(self._deliver)
                 self._loop = asyncio.get_running_loop()
-                if self.settings.pg_listen:
-                    from tidings.pgfeed import Listener
-
-                    self.pg_listener = Listener()
-                    self.pg_listener.start()
-
-    def _deliver(self, message: Message) -> None:
-        self.tag(message)
-        topic = message.topic
-        quiet = self._quiet
-        message.eager = monotonic() - quiet.get(topic, 0.0) > BURST_GAP
-        self.hub.dispatch(message)
-        if len(quiet) > 10_000:
-            quiet.clear()
-        quiet[topic] = monotonic()  # when its last fan-out ended
-
-    def tag(self, message: Message) -> None:
-        """Tag a message once (its coalescing key, the feed that filters who sees it), as
-        it arrives live or from history. Tags are looked up per topic."""
-        topic = message.topic
-        tags = self._tags.get(topic)
-        if tags is None:
-            if len(self._tags) > 10_000:
-                self._tags.clear()
-            feed = find_feed(topic)
-            tags = self._tags[topic] = (
-                self.settings.coalesce_field(topic),
-                feed if feed is not None and feed.filters else None,
-            )
-        field, audience = tags
-        if field is not None:
-            data = message.data
-            if isinstance(data, dict) and isinstance(data.get(field), str | int):
-                message.key = f"{topic}\0{data[field]}"
-        message.audience = audience
-
-    def health(self) -> dict[str, Any]:
-        """``ok`` when the broker is connected and the server is not shutting down."""
-        broker = self.broker.health()
-        ok = bool(broker.get("connected")) and not self.shutting_down
-        health: dict[str, Any] = {"ok": ok, "broker": broker}
-        listener = self.pg_listener
-        if listener is not None:
-            health["pg_listener"] = {
-                "connected": listener.connected,
-                "reconnects": listener.reconnects,
-                "last_error": listener.last_error,
-            }
-            health["ok"] = ok and listener.connected
-        return health
-
-    def begin_shutdown(self) -> None:
-        """The server is going down: end every stream and held poll now (1012), so their
-        clients reconnect elsewhere instead of waiting for the grace period to run out."""
-        self.shutting_down = True
-        for listener in list(self.listeners):
-            listener.stop(CLOSE_SERVICE_RESTART, "service restart")
+                for service in self.services.values():
+                    service.start()
 
     async def stop(self) -> None:
         await self.tracker.close()
-        if self.pg_listener is not None:
-            await self.pg_listener.stop()
+        for service in self.services.values():
+            await service.stop()
         if self._loop is not None:
             self._loop = None
             await self.broker.close()
 
+    def _deliver(self, message: Message) -> None:
+        self.tag(message)
+        self.hub.dispatch(message)
+
+    def tag(self, message: Message) -> None:
+        """Tag a message once, as it arrives live or from history: its coalescing key,
+        and the feed that filters who sees it."""
+        info = registry.lookup(message.topic, self.settings)
+        field = info.coalesce
+        if field is not None:
+            data = message.data
+            if isinstance(data, dict) and isinstance(data.get(field), str | int):
+                message.key = f"{message.topic}\0{data[field]}"
+        feed = info.feed
+        if feed is not None and feed.filters:
+            message.audience = feed
+
+    def health(self) -> dict[str, Any]:
+        """``ok`` when the broker is connected and the server is not shutting down."""
+        broker = self.broker.health()
+        health: dict[str, Any] = {"ok": bool(broker.get("connected")) and not self.shutting_down}
+        health["broker"] = broker
+        for name, service in self.services.items():
+            state = health[name] = service.health()
+            health["ok"] = health["ok"] and bool(state.get("connected"))
+        return health
+
+    def begin_shutdown(self) -> None:
+        """The server is going down: close every client now (1012), so they reconnect
+        elsewhere instead of waiting for the grace period to run out."""
+        self.shutting_down = True
+        for client in list(self.clients):
+            client.close(CLOSE_SERVICE_RESTART, "service restart")
+
+    # -- local subscribers ---------------------------------------------------------------
     async def subscribe(self, topic: str, subscriber: Subscriber) -> None:
         """Add a local subscriber; the first one of a topic subscribes the broker."""
         await self.start()
@@ -166,26 +175,23 @@ class Node:
         if not self.hub.has(topic):
             await self.broker.unsubscribe(topic)
 
+    # -- publishing ----------------------------------------------------------------------
     def publish(
         self, topic: str, event: str, data_json: str, formats_json: str | None = None
     ) -> Position:
-        policy = self.settings.history_for(topic)
-        position = self.broker.publish(topic, event, data_json, policy, formats_json)
-        if self.settings.grip:  # behind Pushpin: it holds the connections, tell it too
-            from tidings.grip import publish
-
-            publish(self, topic, event, data_json, formats_json, position)
+        history = registry.lookup(topic, self.settings).history
+        position = self.broker.publish(topic, event, data_json, history, formats_json)
+        for hook in self.published:
+            hook(topic, event, data_json, formats_json, position)
         return position
 
     async def apublish(
         self, topic: str, event: str, data_json: str, formats_json: str | None = None
     ) -> Position:
-        policy = self.settings.history_for(topic)
-        position = await self.broker.apublish(topic, event, data_json, policy, formats_json)
-        if self.settings.grip:
-            from tidings.grip import publish
-
-            publish(self, topic, event, data_json, formats_json, position)
+        history = registry.lookup(topic, self.settings).history
+        position = await self.broker.apublish(topic, event, data_json, history, formats_json)
+        for hook in self.published:
+            hook(topic, event, data_json, formats_json, position)
         return position
 
 
@@ -194,19 +200,35 @@ _node_lock = threading.Lock()
 
 
 def get_node() -> Node:
-    """This process's node, built from the current settings on first use."""
-    global _node
+    """This process's node, built from the settings on first use."""
     node = _node
-    if node is None or node.settings is not get_settings():
-        with _node_lock:
-            if _node is None or _node.settings is not get_settings():
-                _node = Node(get_settings())
-            node = _node
+    if node is None:
+        node = _make()
     return node
 
 
-def reset_node() -> None:
-    """Forget this process's node (tests; after settings change)."""
+def _make() -> Node:
     global _node
     with _node_lock:
-        _node = None
+        if _node is None:
+            _node = Node(get_settings())
+        return _node
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """``TIDINGS`` changed (tests' ``override_settings``): the next :func:`get_node` builds
+    a node of the new settings; the old one is stopped on its loop, if it was started."""
+    global _node
+    if setting != "TIDINGS":
+        return
+    with _node_lock:
+        old, _node = _node, None
+    loop = old._loop if old is not None else None
+    if old is not None and loop is not None and not loop.is_closed():
+        try:
+            loop.call_soon_threadsafe(lambda: loop.create_task(old.stop()))
+        except RuntimeError:
+            logger.warning("could not stop the node of the previous TIDINGS settings")
+
+
+setting_changed.connect(_settings_changed, dispatch_uid="tidings-node")

@@ -1,12 +1,10 @@
-"""Presence across processes: which topics are tracked, and each process's view of them.
+"""Presence across processes: each process's view of the topics its clients watch.
+
+Which topics are tracked, and who a user is on them, is declared with
+:func:`tidings.track` (:mod:`tidings.registry`):
 
     tidings.track("docs.*", member=lambda user, topic:
                   (str(user.pk), {"name": user.get_username()}) if user.is_authenticated else None)
-
-``member`` says who a user is on a topic, and so exactly what others see of them: a
-key (several connections of one key are one member) and an info dict. Return ``None``
-to leave a user untracked (they may still watch). ``counts_only=True`` shows watchers
-counts instead of members: for large rooms.
 
 Entries live in the broker's presence store, so every process can read a topic's
 whole state. Each change is also published on the internal topic
@@ -18,56 +16,31 @@ entries of a crashed process (expired by the broker's TTL) into leaves.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import Any, Protocol
 
+from tidings.brokers.base import Broker
 from tidings.core.messages import Message
 from tidings.core.presence import Diff, Entry, PresenceState
-from tidings.core.topics import Pattern
-
-if TYPE_CHECKING:
-    from tidings.server.node import Node
+from tidings.registry import TopicInfo
 
 logger = logging.getLogger("tidings.tracker")
 
 PREFIX = "tidings.presence."
-Member: TypeAlias = Callable[
-    [Any, str], "tuple[str, dict[str, Any]] | Awaitable[tuple[str, dict[str, Any]] | None] | None"
-]
 
 
-@dataclass(frozen=True)
-class Tracked:
-    pattern: Pattern
-    member: Member
-    counts_only: bool = False
+class Host(Protocol):
+    """What the tracker needs of the node it belongs to."""
 
-    async def member_of(self, user: Any, topic: str) -> tuple[str, dict[str, Any]] | None:
-        found = self.member(user, topic)
-        if inspect.isawaitable(found):
-            found = await found
-        if found is None:
-            return None
-        key, info = found
-        return str(key), dict(info)
+    broker: Broker
 
-
-_tracked: list[Tracked] = []
-
-
-def track(pattern: str, *, member: Member, counts_only: bool = False) -> Tracked:
-    """Enable presence on topics matching ``pattern``; see the module docstring."""
-    tracked = Tracked(Pattern(pattern), member, counts_only)
-    _tracked.append(tracked)
-    return tracked
-
-
-def find_tracked(topic: str) -> Tracked | None:
-    return next((t for t in _tracked if t.pattern.match(topic)), None)
+    @property
+    def presence_sync(self) -> float: ...
+    def lookup(self, topic: str) -> TopicInfo: ...
+    async def subscribe(self, topic: str, subscriber: Any) -> None: ...
+    async def unsubscribe(self, topic: str, subscriber: Any) -> None: ...
+    async def apublish(self, topic: str, event: str, data_json: str) -> Any: ...
 
 
 class Watcher(Protocol):
@@ -82,7 +55,7 @@ def _dumps(value: Any) -> str:
 class Tracker:
     """This process's presence: the states of the topics it watches, and its own entries."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
         self.states: dict[str, PresenceState] = {}
         self.watchers: dict[str, dict[Watcher, None]] = {}
@@ -125,10 +98,13 @@ class Tracker:
             self.states.pop(topic, None)
             await self.node.unsubscribe(PREFIX + topic, self)
 
+    def _counts_only(self, topic: str) -> bool:
+        tracked = self.node.lookup(topic).tracked
+        return tracked is not None and tracked.counts_only
+
     def state_frame(self, topic: str) -> str:
         state = self.states.get(topic) or PresenceState()
-        tracked = find_tracked(topic)
-        if tracked is not None and tracked.counts_only:
+        if self._counts_only(topic):
             return _dumps({"op": "presence", "topic": topic, "count": state.count()})
         return _dumps({"op": "presence", "topic": topic, "state": state.view()})
 
@@ -138,8 +114,7 @@ class Tracker:
         if state is None:  # nobody watches it here: read the store
             state = PresenceState()
             state.sync(await self._read(topic))
-        tracked = find_tracked(topic)
-        if tracked is not None and tracked.counts_only:
+        if self._counts_only(topic):
             return {"count": state.count()}
         return {"state": state.view()}
 
@@ -178,8 +153,7 @@ class Tracker:
     def _fan_out(self, topic: str, state: PresenceState, diff: Diff) -> None:
         if not diff:
             return
-        tracked = find_tracked(topic)
-        if tracked is not None and tracked.counts_only:
+        if self._counts_only(topic):
             frame = {"op": "presence_diff", "topic": topic, "count": state.count()}
         else:
             frame = {
@@ -203,7 +177,7 @@ class Tracker:
 
     # -- staying in step with the store ----------------------------------------------
     def _start_sync(self) -> None:
-        interval = self.node.settings.presence_sync
+        interval = self.node.presence_sync
         if self._sync_task is None and interval > 0:
             self._sync_task = asyncio.get_running_loop().create_task(self._sync(interval))
 

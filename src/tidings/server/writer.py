@@ -1,13 +1,14 @@
-"""Writing frames to one WebSocket: at once when the socket can take them, queued when not.
+"""Writing a subscriber's queue to one WebSocket: in place when the socket is idle,
+from a task when not.
 
-A broadcast hands each subscriber a frame by a plain call. For a lone message (its
-topic was quiet just before: see ``Node.tag``) and an idle connection (nothing queued,
-nothing in flight), the frame is written right there: the ASGI ``send()`` coroutine is
-stepped in place, and with uvicorn it finishes without suspending while the socket is
-writable, so a lone broadcast costs no task wake-up per subscriber (the idea of
-Python 3.12's eager tasks).
+A broadcast hands each subscriber a message by a plain call. For a lone message (its
+topic was quiet just before: see :mod:`tidings.server.hub`) and an idle connection
+(nothing queued, nothing in flight), the frame is written right there: the ASGI
+``send()`` coroutine is stepped in place, and with uvicorn it finishes without
+suspending while the socket is writable, so a lone broadcast costs no task wake-up per
+subscriber (the idea of Python 3.12's eager tasks).
 
-During a burst, frames are queued instead, and a task per connection drains its queue
+During a burst, frames are queued instead, and a task per connection drains the queue
 on the next loop iteration: by then more frames have come, and uvloop writes all of a
 transport's frames of one iteration in one system call. Measured with ``make bench``
 (N=1,000, one topic, same run): always in place, ~65k deliveries/s in bursts; always
@@ -23,10 +24,13 @@ import logging
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
+from tidings.core.protocol import Output
 from tidings.core.queue import Queue
-from tidings.types import Message, Send
+from tidings.types import Event, Send
 
 logger = logging.getLogger("tidings.writer")
+
+Render = Callable[[Output], "str | None"]  # an item's text frame; None: nothing to send
 
 
 class _Resume:
@@ -56,52 +60,42 @@ class _Resume:
 
 
 class Writer:
-    __slots__ = (
-        "_close_sent",
-        "_on_overflow",
-        "_send",
-        "_task",
-        "closing",
-        "gone",
-        "queue",
-    )
+    """A subscriber's outlet on a WebSocket (:class:`~tidings.server.subscriber.Outlet`)."""
 
-    def __init__(self, send: Send, limit: int, on_overflow: Callable[[], None]) -> None:
+    __slots__ = ("_close_sent", "_closing", "_queue", "_render", "_send", "_task", "gone")
+
+    def __init__(self, send: Send, render: Render) -> None:
         self._send = send
-        self.queue: Queue[str] = Queue(limit)
-        self._on_overflow = on_overflow
+        self._render = render
+        self._queue: Queue[Output] | None = None
         self._task: asyncio.Task[None] | None = None
-        self.closing: tuple[int, str] | None = None
+        self._closing: tuple[int, str] | None = None
         self._close_sent = False
         self.gone = False  # the client went away: a send failed
 
-    def write(self, frame: str, key: str | None = None, eager: bool = True) -> None:
-        """Send ``frame`` now if ``eager`` and the socket is idle, else queue it
-        (``key``: coalescing)."""
-        if self.closing is not None or self.gone:
-            return
-        if eager and self._task is None and not self.queue:
-            self._send_now({"type": "websocket.send", "text": frame})
-            return
-        if not self.queue.put(frame, key):
-            self._on_overflow()
-        elif self._task is None:
+    def attach(self, queue: Queue[Output]) -> None:
+        self._queue = queue
+
+    def write_now(self, item: Output) -> bool:
+        """Write ``item`` in place if the socket is idle (``False``: queue it instead)."""
+        if self._task is not None:
+            return False
+        if not self.gone:
+            text = self._render(item)
+            if text is not None:
+                self._send_now({"type": "websocket.send", "text": text})
+        return True
+
+    def wake(self) -> None:
+        """Items were queued: drain them from a task (one per connection, while needed)."""
+        if self._task is None and not self.gone:
             self._task = asyncio.get_running_loop().create_task(self._drain(None))
 
-    def replay(self, frames: list[str]) -> None:
-        """Queue a replay from history (it may exceed the queue's limit; see Queue)."""
-        if frames and self.closing is None and not self.gone:
-            self.queue.replay(frames)
-            if self._task is None:
-                self._task = asyncio.get_running_loop().create_task(self._drain(None))
-
-    def close(self, code: int, reason: str, *, drop: bool = False) -> None:
-        """Send what is queued (or ``drop`` it), then a close frame."""
-        if self.closing is not None:
+    def close(self, code: int, reason: str) -> None:
+        """Send what is queued, then a close frame."""
+        if self._closing is not None:
             return
-        self.closing = (code, reason)
-        if drop:
-            self.queue.clear()
+        self._closing = (code, reason)
         if self._task is None and not self.gone:
             self._close_sent = True
             self._send_now({"type": "websocket.close", "code": code, "reason": reason})
@@ -110,7 +104,7 @@ class Writer:
         if self._task is not None:
             self._task.cancel()
 
-    def _send_now(self, event: Message) -> None:
+    def _send_now(self, event: Event) -> None:
         coro = self._send(event)
         try:
             pending = coro.send(None)  # type: ignore[attr-defined]
@@ -128,15 +122,17 @@ class Writer:
         self._task = asyncio.get_running_loop().create_task(self._drain(resume))
 
     async def _drain(self, first: _Resume | None) -> None:
-        send, queue = self._send, self.queue
+        send, render, queue = self._send, self._render, self._queue
         try:
             if first is not None:
                 await first
-            while (frame := queue.pop()) is not None:
-                await send({"type": "websocket.send", "text": frame})
-            if self.closing is not None and not self._close_sent:
+            while queue is not None and (item := queue.pop()) is not None:
+                text = render(item)
+                if text is not None:
+                    await send({"type": "websocket.send", "text": text})
+            if self._closing is not None and not self._close_sent:
                 self._close_sent = True
-                code, reason = self.closing
+                code, reason = self._closing
                 await send({"type": "websocket.close", "code": code, "reason": reason})
         except OSError:
             self.gone = True

@@ -1,32 +1,36 @@
-"""What the HTTP transports share: opening topics for a request, cursors, JSON errors.
+"""What the HTTP transports share: JSON errors, the origin check, stream requests, cursors.
 
 A *cursor* is the positions of a request's topics, comma-separated in the order of its
 ``topic`` parameters: ``"k3Xq9a:4,Zt8e1b:0"``. SSE sends it as each event's ``id``
 (so the browser's ``Last-Event-ID`` resumes every topic at once) and long-poll returns
 it as ``since`` for the next poll. Positions contain no comma, so it needs no escaping.
+
+An SSE or long-poll request is a list of subscribe requests, one per ``topic``
+parameter, checked by the client's session before anything is sent
+(:func:`stream_request`): the same rules, limits and errors as on a WebSocket.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from tidings import policy
 from tidings.auth import origin_allowed
 from tidings.core.messages import Position
-from tidings.core.protocol import meta_error
+from tidings.core.protocol import Error, Joined, Output, Subscribe, loads, meta_error
 from tidings.core.topics import topic_error
-from tidings.listener import Listener
+from tidings.grip.subscriber import ProxySubscriber
 from tidings.server.node import Node, get_node
-from tidings.server.tracker import find_tracked
+from tidings.server.subscriber import Mailbox, Subscriber
 
 STATUS = {
     "bad_request": 400,
     "invalid_topic": 400,
     "rejected": 400,
+    "not_subscribed": 400,
+    "too_many_subscriptions": 400,
     "forbidden": 403,
     "not_allowed": 405,
     "too_large": 413,
@@ -43,7 +47,18 @@ def error(code: str, message: str, topic: str | None = None, **headers: str) -> 
     detail = {"code": code, "message": message}
     if topic is not None:
         detail["topic"] = topic
-    return JsonResponse({"ok": False, "error": detail}, status=STATUS[code], headers=headers)
+    return JsonResponse(
+        {"ok": False, "error": detail}, status=STATUS.get(code, 400), headers=headers
+    )
+
+
+def error_response(failed: Error) -> JsonResponse:
+    """A session's :class:`~tidings.core.protocol.Error` as the HTTP answer."""
+    return error(failed.code, failed.message, failed.topic)
+
+
+def first_error(items: list[Output]) -> Error | None:
+    return next((item for item in items if isinstance(item, Error)), None)
 
 
 def origin_refused(request: HttpRequest, node: Node) -> JsonResponse | None:
@@ -58,8 +73,31 @@ def origin_refused(request: HttpRequest, node: Node) -> JsonResponse | None:
     return error("forbidden", "Requests from this origin are not allowed.")
 
 
-async def open_topics(request: HttpRequest, node: Node) -> tuple[Any, list[str]] | JsonResponse:
-    """The user and the ``topic`` parameters, each valid and subscribable; or the error."""
+@dataclass
+class StreamRequest:
+    """A valid SSE or long-poll request: its topics, one subscribe request each, and the
+    subscriber that will serve it (its session already checked them)."""
+
+    topics: list[str]
+    requests: list[Subscribe]
+    subscriber: Subscriber
+    by_proxy: bool  # Pushpin holds it (GRIP): the subscriber is a ProxySubscriber
+
+    @property
+    def presence(self) -> dict[str, Any]:
+        return {r.topic: r.presence for r in self.requests if r.presence is not None}
+
+
+async def stream_request(
+    request: HttpRequest, node: Node, resume: str | None, *, proxied: bool = False
+) -> StreamRequest | JsonResponse:
+    """Check a GET on the SSE or long-poll endpoint; ``resume`` is its cursor, if any.
+
+    ``proxied``: it came through the GRIP proxy, which then holds it, unless it asks
+    for presence (that needs a connection held here).
+    """
+    if request.method != "GET":
+        return error("not_allowed", "Use GET.", Allow="GET")
     refused = origin_refused(request, node)
     if refused is not None:
         return refused
@@ -73,11 +111,46 @@ async def open_topics(request: HttpRequest, node: Node) -> tuple[Any, list[str]]
         problem = topic_error(topic, node.settings.topic_max_length)
         if problem is not None:
             return error("invalid_topic", f"{topic[:80]!r}: {problem}", topic)
+    presence = parse_presence(request.GET.get("presence"), topics, node)
+    if isinstance(presence, Error):
+        return error_response(presence)
+    try:
+        since = parse_cursor(resume, topics) if resume else {}
+    except ValueError as e:
+        return error("bad_request", f"Cannot resume from {str(resume)[:80]!r}: {e}")
+    requests = [Subscribe(None, t, since.get(t), presence.get(t)) for t in topics]
     user = await request.auser()
-    for topic in topics:
-        if not await policy.may(node, user, "subscribe", topic):
-            return error("forbidden", f"You may not subscribe to {topic!r}.", topic)
-    return user, topics
+    by_proxy = proxied and not presence
+    subscriber = ProxySubscriber(node, user) if by_proxy else Subscriber(node, user, Mailbox())
+    for r in requests:
+        if not await subscriber.run(subscriber.session.check(r)):
+            failed = first_error(subscriber.take())
+            assert failed is not None
+            return error_response(failed)
+    return StreamRequest(topics, requests, subscriber, by_proxy)
+
+
+def parse_presence(raw: str | None, topics: list[str], node: Node) -> dict[str, Any] | Error:
+    """The ``presence`` parameter: a JSON object, topic -> ``true`` (watch) or a meta
+    (track this client with it). Every topic named must be in the request."""
+    if raw is None:
+        return {}
+    wanted = loads(raw, node.limits, "'presence'")
+    if isinstance(wanted, Error):
+        return wanted
+    if not isinstance(wanted, dict):
+        return Error(
+            None, "bad_request", "'presence' must be a JSON object: topic -> true or a meta."
+        )
+    for topic, value in wanted.items():
+        if topic not in topics:
+            message = f"'presence' names {topic[:80]!r}, not a topic of the request."
+            return Error(None, "bad_request", message)
+        if value is not True:
+            problem = meta_error(value)
+            if problem is not None:
+                return Error(None, "bad_request", f"'presence' of {topic!r}: {problem}", topic)
+    return wanted
 
 
 def parse_cursor(text: str, topics: list[str]) -> dict[str, Position | None]:
@@ -95,6 +168,19 @@ def cursor(positions: dict[str, Position], topics: list[str]) -> str:
     return ",".join(str(positions[t]) for t in topics)
 
 
+def opened(items: list[Output]) -> dict[str, Joined]:
+    """The :class:`Joined` of each topic among a join's outputs."""
+    return {item.topic: item for item in items if isinstance(item, Joined)}
+
+
+def topic_info(joined: Joined) -> dict[str, Any]:
+    """What a stream's start says of a topic: its position, and ``recovered`` on resume."""
+    info: dict[str, Any] = {"position": str(joined.position)}
+    if joined.recovered is not None:
+        info["recovered"] = joined.recovered
+    return info
+
+
 async def health_view(request: HttpRequest) -> JsonResponse:
     """``GET /realtime/health``: 200 ``{"ok": true}`` while this process can deliver, else 503.
 
@@ -108,76 +194,3 @@ async def health_view(request: HttpRequest) -> JsonResponse:
     if getattr(user, "is_staff", False):
         body["broker"] = health["broker"]
     return JsonResponse(body, status=200 if health["ok"] else 503)
-
-
-def parse_presence(request: HttpRequest, topics: list[str]) -> dict[str, Any] | JsonResponse:
-    """The ``presence`` parameter: a JSON object, topic -> ``true`` (watch) or a meta
-    (track this client with it). Every topic named must be in the request and tracked."""
-    raw = request.GET.get("presence")
-    if raw is None:
-        return {}
-    try:
-        wanted = json.loads(raw)
-    except ValueError:
-        wanted = None
-    if not isinstance(wanted, dict):
-        return error("bad_request", "'presence' must be a JSON object: topic -> true or a meta.")
-    for topic, value in wanted.items():
-        if topic not in topics:
-            return error(
-                "bad_request", f"'presence' names {topic[:80]!r}, not a topic of the request."
-            )
-        if find_tracked(topic) is None:
-            return error("bad_request", f"Presence is not enabled on {topic!r}.", topic)
-        if value is not True:
-            problem = meta_error(value)
-            if problem is not None:
-                return error("bad_request", f"'presence' of {topic!r}: {problem}", topic)
-    return wanted
-
-
-@dataclass
-class StreamRequest:
-    """A valid SSE or long-poll request: who, which topics, from where, with what presence."""
-
-    user: Any
-    topics: list[str]
-    since: dict[str, Position | None]
-    presence: dict[str, Any]
-
-
-async def stream_request(
-    request: HttpRequest, node: Node, resume: str | None
-) -> StreamRequest | JsonResponse:
-    """Check a GET on the SSE or long-poll endpoint; ``resume`` is its cursor, if any."""
-    if request.method != "GET":
-        return error("not_allowed", "Use GET.", Allow="GET")
-    opened = await open_topics(request, node)
-    if not isinstance(opened, tuple):
-        return opened
-    user, topics = opened
-    presence = parse_presence(request, topics)
-    if not isinstance(presence, dict):
-        return presence
-    try:
-        since = parse_cursor(resume, topics) if resume else {}
-    except ValueError as e:
-        return error("bad_request", f"Cannot resume from {str(resume)[:80]!r}: {e}")
-    return StreamRequest(user, topics, since, presence)
-
-
-def starting_points(
-    listener: Listener, req: StreamRequest
-) -> tuple[dict[str, Position], dict[str, Any]]:
-    """Where each topic's stream starts (``since`` when it was recovered, else now), and
-    what to tell the client of it: the position, and ``recovered`` where it gave one."""
-    positions: dict[str, Position] = {}
-    info: dict[str, Any] = {}
-    for topic in req.topics:
-        result = listener.results[topic]
-        start = req.since.get(topic)
-        positions[topic] = start if result.recovered and start is not None else result.position
-        info[topic] = {"position": str(result.position)}
-        if start is not None:
-            info[topic]["recovered"] = result.recovered
-    return positions, info

@@ -9,11 +9,14 @@ the first one or the timeout, then answers::
      "topics": {"a": {"position": "...", "recovered": true}}}
 
 A client that polls again with the returned ``since`` misses nothing within the
-history window (``recovered`` tells it when history no longer reached back).
+history window (``recovered`` tells it when history no longer reached back). Behind
+Pushpin, a poll with nothing to answer is held by the proxy (``Grip-Hold: response``)
+until a publish makes it retry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 
@@ -22,24 +25,29 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from tidings import grip, policy
-from tidings.core.topics import event_error, topic_error
-from tidings.exceptions import BrokerError, Reject
-from tidings.listener import Listener
+from tidings.core.messages import Message
+from tidings.core.protocol import Answer, Error
+from tidings.grip.instructions import hold_response, protocol_channel
+from tidings.grip.signature import proxied
 from tidings.server.node import get_node
+from tidings.server.subscriber import Mailbox, Subscriber
 from tidings.transports.http import (
     StreamRequest,
     cursor,
     error,
+    error_response,
+    first_error,
+    opened,
     origin_refused,
-    starting_points,
     stream_request,
+    topic_info,
 )
 
 
 async def poll_view(request: HttpRequest) -> HttpResponseBase:
     node = get_node()
-    req = await stream_request(request, node, request.GET.get("since"))
+    behind_proxy = bool(node.settings.grip) and proxied(request, node.settings)
+    req = await stream_request(request, node, request.GET.get("since"), proxied=behind_proxy)
     if not isinstance(req, StreamRequest):
         return req
     limit = node.settings.poll_max_timeout
@@ -50,37 +58,56 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
     if not 0 <= timeout <= limit:
         return error("bad_request", f"'timeout' must be between 0 and {limit:g} seconds.")
     hold = 0.0  # behind Pushpin: answer now, or let it hold (a publish makes it retry)
-    if node.settings.grip and not req.presence and grip.proxied(request, node.settings):
+    if req.by_proxy:
         hold, timeout = timeout, 0
-    async with Listener(node, req.topics, req.user) as listener:
-        await listener.join(req.since)
-        if not await listener.wait(timeout) or listener.overflowed:
-            messages = []
-        else:
-            messages = listener.take()
-    positions, info = starting_points(listener, req)
+    subscriber, presence = req.subscriber, req.presence
+    # a poller watches presence (a snapshot in each answer): it is not tracked, as it is
+    # not connected between polls
+    requests = [dataclasses.replace(r, presence=None) for r in req.requests]
+    try:
+        joined = await subscriber.run(subscriber.session.join_all(requests))
+        items = subscriber.take()
+        if not joined:
+            failed = first_error(items)
+            assert failed is not None
+            return error_response(failed)
+        starts = opened(items)
+        messages = [item for item in items if type(item) is Message]
+        waited = not messages and timeout > 0 and await subscriber.wait(timeout)
+        if waited and subscriber.closing is None:
+            messages = [item for item in subscriber.take() if type(item) is Message]
+        views = {}
+        if presence:
+            await subscriber.run(subscriber.session.query_presence(presence))
+            for item in subscriber.take():
+                if isinstance(item, Answer):
+                    views[item.fields.pop("topic")] = item.fields
+    finally:
+        if not req.by_proxy:
+            await subscriber.leave()
+    positions = {t: starts[t].start for t in req.topics}
     for message in messages:
         positions[message.topic] = message.position
+    info = {t: topic_info(starts[t]) for t in req.topics}
     body = (
         '{"messages":['
         + ",".join(m.ws_frame for m in messages)
         + f'],"since":{json.dumps(cursor(positions, req.topics))},"topics":{json.dumps(info)}'
     )
-    if req.presence:  # a snapshot: a poller watches presence, it is not tracked (not connected)
-        views = {topic: await node.tracker.query(topic) for topic in req.presence}
+    if presence:
         body += f',"presence":{json.dumps(views)}'
     body += "}"
     response = HttpResponse(body, content_type="application/json")
     response["Cache-Control"] = "no-store"
     if hold and not messages:
-        channels = {grip.protocol_channel(t): positions[t] for t in req.topics}
-        return grip.hold_response(response, dict(channels), hold)
+        channels = {protocol_channel(t): positions[t] for t in req.topics}
+        return hold_response(response, dict(channels), hold)
     return response
 
 
 @csrf_exempt  # checked below, and only where it means something: on cookie sessions
 async def publish_view(request: HttpRequest) -> HttpResponseBase:
-    """Publish like the WebSocket ``publish`` op: same rules, same topic handlers.
+    """Publish like the WebSocket ``publish`` op: the same session, rules and handlers.
 
     Body: ``{"topic": ..., "data": ..., "event"?: ...}``. A request carrying a session
     cookie must pass Django's CSRF check (the ``X-CSRFToken`` header), as any unsafe
@@ -99,31 +126,25 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
         if failed is not None:
             return error("forbidden", "CSRF check failed: send the X-CSRFToken header.")
     limit = node.settings.max_frame_bytes
-    if int(request.headers.get("Content-Length") or 0) > limit or len(request.body) > limit:
+    if int(request.headers.get("Content-Length") or 0) > limit:  # before reading it
         return error("too_large", f"The body may be at most {limit} bytes.")
     try:
-        frame = json.loads(request.body)
-    except ValueError:
-        return error("bad_request", "The body must be a JSON object.")
-    if not isinstance(frame, dict) or "data" not in frame:
-        return error("bad_request", "The body must be a JSON object with 'topic' and 'data'.")
-    topic, event = frame.get("topic"), frame.get("event", "message")
-    problem = topic_error(topic, node.settings.topic_max_length)
-    if problem is not None or not isinstance(topic, str):
-        return error("invalid_topic", problem or "Invalid topic.")
-    problem = event_error(event)
-    if problem is not None:
-        return error("bad_request", problem)
+        body = request.body.decode()
+    except UnicodeDecodeError:
+        return error("bad_request", "The body must be UTF-8 JSON.")
     user = await request.auser()
-    try:
-        position = await policy.client_publish(
-            node, user, topic, event, frame["data"], "http-" + secrets.token_urlsafe(9)
-        )
-    except policy.Forbidden as e:
-        return error("forbidden", str(e))
-    except Reject as e:
-        return error("rejected", e.message)
-    except BrokerError:
-        return error("unavailable", "The message broker is unavailable.")
-    body = {"ok": True, "topic": topic, "position": None if position is None else str(position)}
-    return HttpResponse(json.dumps(body), content_type="application/json")
+    subscriber = Subscriber(node, user, Mailbox(), id="http-" + secrets.token_urlsafe(9))
+    node.clients.discard(subscriber)  # it holds nothing open
+    outcome = subscriber.session.receive_publish(body)
+    if isinstance(outcome, Error):
+        return error_response(outcome)
+    await subscriber.receive(outcome)
+    for item in subscriber.take():
+        if isinstance(item, Error):
+            return error_response(item)
+        if isinstance(item, Answer):
+            position = item.fields["position"]
+            answer = {"ok": True, "topic": item.fields["topic"]}
+            answer["position"] = None if position is None else str(position)
+            return HttpResponse(json.dumps(answer), content_type="application/json")
+    return error("internal_error", "Internal server error.")

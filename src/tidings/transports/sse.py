@@ -4,116 +4,174 @@ Each event is ``id: <cursor>`` (every topic's position, see :mod:`tidings.transp
 ``event: <event name>``, ``data: <JSON>``. The stream starts with ``retry:`` and an
 ``event: tidings.open`` whose data says, per topic, where it stands and whether the
 resume from ``Last-Event-ID`` (or ``?since=``) was ``recovered``. A comment line keeps
-idle streams alive through proxies. The view is async and the stream an async
-generator: an idle client costs no thread, and when the client goes away Django cancels
-the generator, which unsubscribes at once.
+idle streams alive through proxies; a ``tidings.close`` event ends a stream the server
+closes (slow consumer, restart). The view is async and the stream an async generator:
+an idle client costs no thread, and when the client goes away Django cancels the
+generator, which unsubscribes at once.
+
+Behind Pushpin (GRIP), the proxy holds the stream: the answer is the same start and
+replay, with ``Grip-Hold: stream`` on the topics' protocol channels and a next link
+carrying the cursor, which Pushpin follows on each publish (a hint) or gap.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import AsyncIterator
-from typing import Any
+from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from tidings import grip
-from tidings.core.messages import Position
-from tidings.core.presence import Entry
-from tidings.core.protocol import CLOSE_SLOW_CONSUMER
-from tidings.listener import Listener
+from tidings.core.messages import Message, Position
+from tidings.core.protocol import CLOSE_INTERNAL_ERROR, Error, Output, PresenceFrame, Subscribe
+from tidings.grip.instructions import hold_stream, protocol_channel, sign, unsign
+from tidings.grip.signature import proxied
+from tidings.grip.subscriber import ProxySubscriber
 from tidings.server.node import Node, get_node
-from tidings.server.tracker import find_tracked
-from tidings.transports.http import StreamRequest, cursor, starting_points, stream_request
+from tidings.server.subscriber import Subscriber
+from tidings.transports.http import (
+    StreamRequest,
+    cursor,
+    first_error,
+    opened,
+    parse_cursor,
+    stream_request,
+    topic_info,
+)
 
 KEEPALIVE = ": keep-alive\n\n"
 
 
 async def sse_view(request: HttpRequest) -> HttpResponseBase:
     node = get_node()
-    behind_proxy = bool(node.settings.grip) and grip.proxied(request, node.settings)
-    if behind_proxy:  # Pushpin following a held stream's next link
-        linked = await grip.sse_next(request, node)
-        if linked is not None:
-            return linked
+    behind_proxy = bool(node.settings.grip) and proxied(request, node.settings)
+    if behind_proxy and request.GET.get("link") is not None:  # Pushpin following a next link
+        return await _next_link(request, node)
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
-    req = await stream_request(request, node, resume)
+    req = await stream_request(request, node, resume, proxied=behind_proxy)
     if not isinstance(req, StreamRequest):
         return req
-    if behind_proxy and not req.presence:  # Pushpin holds it (presence: held here)
-        return await grip.sse_hold(request, node, req.topics, req.since, first=True)
+    if req.by_proxy:
+        return await _held_by_proxy(node, req.topics, req.requests, req.subscriber, first=True)
     response = StreamingHttpResponse(stream(node, req), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
 
 
-async def stream(node: Node, req: StreamRequest) -> AsyncIterator[str]:
-    settings = node.settings
-    ref = secrets.token_urlsafe(12)  # this stream's presence entries
-    tracked: list[str] = []
-    async with Listener(node, req.topics, req.user) as listener:
-        await listener.join(req.since)
-        positions, opened = starting_points(listener, req)
-        data = json.dumps({"topics": opened}, separators=(",", ":"))
-        yield (
-            f"retry: {settings.sse_retry_ms}\n"
-            f"id: {cursor(positions, req.topics)}\nevent: tidings.open\ndata: {data}\n\n"
+class _Events:
+    """Renders a subscriber's outputs as SSE events, keeping the cursor."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.topics = topics
+        self.positions: dict[str, Position] = {}
+
+    def start(self, items: list[Output], retry_ms: int | None) -> str:
+        """The stream's start (``tidings.open``); the cursor starts where each topic's
+        stream continues."""
+        joined = opened(items)
+        self.positions = {t: joined[t].start for t in self.topics}
+        data = json.dumps(
+            {"topics": {t: topic_info(joined[t]) for t in self.topics}}, separators=(",", ":")
         )
-        try:
-            for topic, value in req.presence.items():
-                yield presence_event(await node.tracker.watch(topic, listener))
-                entry = await _member(topic, req.user, value)
-                if entry is not None:
-                    await node.tracker.join(topic, ref, entry)
-                    tracked.append(topic)
-            async for chunk in _events(listener, req.topics, positions, settings.sse_keepalive):
-                yield chunk
-        finally:
-            for topic in tracked:
-                await node.tracker.leave(topic, ref)
-            for topic in req.presence:
-                await node.tracker.unwatch(topic, listener)
+        retry = "" if retry_ms is None else f"retry: {retry_ms}\n"
+        return f"{retry}id: {self.cursor()}\nevent: tidings.open\ndata: {data}\n\n"
 
+    def cursor(self) -> str:
+        return cursor(self.positions, self.topics)
 
-async def _member(topic: str, user: Any, value: Any) -> Entry | None:
-    tracked = find_tracked(topic)
-    if not isinstance(value, dict) or tracked is None:
-        return None  # watch only
-    member = await tracked.member_of(user, topic)
-    return None if member is None else Entry(member[0], member[1], value)
+    def render(self, items: list[Output]) -> str:
+        single = len(self.topics) == 1
+        chunks = []
+        for item in items:
+            if type(item) is Message:
+                self.positions[item.topic] = item.position
+                at = item.position if single else self.cursor()
+                chunks.append(f"id: {at}\n{item.sse_body}")
+            elif isinstance(item, PresenceFrame):
+                chunks.append(presence_event(item.text))
+        return "".join(chunks)
 
 
 def presence_event(frame: str) -> str:
     """A presence frame as an SSE event (no ``id``: presence has no position)."""
-    name = (
-        "tidings.presence_diff" if frame.startswith('{"op":"presence_diff"') else "tidings.presence"
-    )
-    return f"event: {name}\ndata: {frame}\n\n"
+    diff = frame.startswith('{"op":"presence_diff"')
+    return f"event: {'tidings.presence_diff' if diff else 'tidings.presence'}\ndata: {frame}\n\n"
 
 
-async def _events(
-    listener: Listener, topics: list[str], positions: dict[str, Position], keepalive: float
-) -> AsyncIterator[str]:
-    single = len(topics) == 1
-    while True:
-        if not await listener.wait(keepalive):
-            yield KEEPALIVE
-            continue
-        if listener.overflowed:
-            code, reason = listener.closing or (CLOSE_SLOW_CONSUMER, "slow consumer")
-            closing = {"code": code, "reason": reason}
-            yield f"event: tidings.close\ndata: {json.dumps(closing)}\n\n"
+def close_event(code: int, reason: str) -> str:
+    return f"event: tidings.close\ndata: {json.dumps({'code': code, 'reason': reason})}\n\n"
+
+
+async def stream(node: Node, req: StreamRequest) -> AsyncIterator[str]:
+    subscriber, settings = req.subscriber, node.settings
+    try:
+        joined = await subscriber.run(subscriber.session.join_all(req.requests))
+        items = subscriber.take()
+        if not joined:
+            failed = first_error(items)
+            yield close_event(CLOSE_INTERNAL_ERROR, failed.message if failed else "error")
             return
-        chunks = []
-        if listener.presence_frames:
-            frames, listener.presence_frames = listener.presence_frames, []
-            chunks += [presence_event(frame) for frame in frames]
-        for message in listener.take():
-            if single:
-                chunks.append(f"id: {message.position}\n{message.sse_body}")
-            else:
-                positions[message.topic] = message.position
-                chunks.append(f"id: {cursor(positions, topics)}\n{message.sse_body}")
-        yield "".join(chunks)
+        events = _Events(req.topics)
+        yield events.start(items, settings.sse_retry_ms) + events.render(items)
+        while True:
+            if not await subscriber.wait(settings.sse_keepalive):
+                yield KEEPALIVE
+                continue
+            chunk = events.render(subscriber.take())
+            if subscriber.closing is not None:
+                yield chunk + close_event(*subscriber.closing)
+                return
+            if chunk:
+                yield chunk
+    finally:
+        await subscriber.leave()
+
+
+# -- behind Pushpin ----------------------------------------------------------------------
+async def _held_by_proxy(
+    node: Node,
+    topics: list[str],
+    requests: list[Subscribe],
+    subscriber: Subscriber,
+    first: bool,
+) -> HttpResponse:
+    """The replay after each topic's ``since`` (with the start when the stream starts),
+    then ``Grip-Hold: stream`` on the topics' protocol channels and a next link."""
+    settings = node.settings
+    ok = await subscriber.run(subscriber.session.join_all(requests))
+    items = subscriber.take()
+    if not ok:
+        failed = first_error(items)
+        status = 503 if isinstance(failed, Error) and failed.code == "unavailable" else 500
+        return HttpResponse("The stream could not start.\n", status=status)
+    events = _Events(topics)
+    start = events.start(items, settings.sse_retry_ms)
+    body = (start if first else "") + events.render(items)
+    response = HttpResponse(body, content_type="text/event-stream")
+    current = {t: j.position for t, j in opened(items).items()}
+    query = [("topic", t) for t in topics]
+    query += [("since", cursor(current, topics)), ("link", sign({"t": topics}))]
+    return hold_stream(
+        response,
+        {protocol_channel(t): current[t] for t in topics},
+        KEEPALIVE,
+        settings.sse_keepalive,
+        f"{settings.path}sse?{urlencode(query)}",
+    )
+
+
+async def _next_link(request: HttpRequest, node: Node) -> HttpResponse:
+    """A stream's next link (``?link=``, signed by tidings, from the proxy): what came
+    after its cursor."""
+    link = unsign(request.GET.get("link", ""))
+    if not isinstance(link, dict) or not isinstance(link.get("t"), list) or not link["t"]:
+        return HttpResponse("Bad link.\n", status=400)
+    topics: list[str] = link["t"]
+    try:
+        since = parse_cursor(request.GET.get("since", ""), topics)
+    except ValueError:
+        since = {}
+    requests = [Subscribe(None, t, since.get(t), None) for t in topics]
+    subscriber = ProxySubscriber(node, await request.auser())
+    return await _held_by_proxy(node, topics, requests, subscriber, first=False)

@@ -1,13 +1,19 @@
-"""The WebSocket transport: an ASGI app for ``/realtime/ws``.
+"""The WebSocket transport: ``/realtime/ws``, and WebSockets held by views.
 
 Before accepting, it checks the ``Origin`` (a foreign, missing or ``null`` origin gets
-HTTP 403 and no socket) and resolves the Django user from the session cookie. Then a
-:class:`~tidings.connection.Connection` runs the protocol until either side closes.
+HTTP 403 and no socket) and resolves the Django user from the session cookie. Then it
+only moves bytes: each text frame goes to the client's
+:class:`~tidings.server.subscriber.Subscriber` (whose session parses it and runs the
+request), and the subscriber's queue goes to the socket through a
+:class:`~tidings.server.writer.Writer`. An idle connection is one task.
+
+A WebSocket on any other path is handed to the Django view its URL resolves to
+(:func:`view_websocket`); a view that answers :func:`tidings.hold_websocket` gets a
+subscriber too, whose messages are written in their ``ws_message`` format.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 
@@ -17,12 +23,13 @@ from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse, HttpResponseBase
 
 from tidings.auth import header, origin_allowed, user_from_headers
-from tidings.connection import Connection
-from tidings.core.protocol import CLOSE_SLOW_CONSUMER
-from tidings.formats import ws_text
+from tidings.core.messages import Message
+from tidings.core.protocol import Output, Subscribe, ws_text
+from tidings.formats import ws_message
 from tidings.holds import WebSocketHold
-from tidings.listener import Listener
 from tidings.server.node import Node, get_node
+from tidings.server.subscriber import Subscriber
+from tidings.server.writer import Writer
 from tidings.types import Receive, Scope, Send
 
 logger = logging.getLogger("tidings.websocket")
@@ -33,16 +40,40 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     if event["type"] != "websocket.connect":
         return
     node = get_node()
-    headers = scope.get("headers", [])
-    origin = header(headers, b"origin")
-    if not origin_allowed(origin, header(headers, b"host"), node.settings.allowed_origins):
-        logger.info("refused WebSocket from origin %r", origin)
+    if not _origin_ok(scope, node):
         await send({"type": "websocket.close", "code": 1008})
         return
-    user = await user_from_headers(headers)
+    user = await user_from_headers(scope.get("headers", []))
     await node.start()
     await send({"type": "websocket.accept"})
-    await Connection(node, user, send).serve(receive)
+    writer = Writer(send, ws_text)
+    subscriber = Subscriber(node, user, writer)
+    session = subscriber.session
+    try:
+        while True:
+            event = await receive()
+            kind = event["type"]
+            if kind == "websocket.disconnect":
+                break
+            if kind != "websocket.receive" or subscriber.closing is not None:
+                continue  # after a close frame, what the client still sends is ignored
+            text = event.get("text")
+            if text is not None:
+                await subscriber.receive(session.receive_text(text))
+            else:
+                await subscriber.receive(session.receive_bytes(event.get("bytes") or b""))
+    finally:
+        writer.cancel()
+        await subscriber.leave()
+
+
+def _origin_ok(scope: Scope, node: Node) -> bool:
+    headers = scope.get("headers", [])
+    origin = header(headers, b"origin")
+    if origin_allowed(origin, header(headers, b"host"), node.settings.allowed_origins):
+        return True
+    logger.info("refused WebSocket from origin %r", origin)
+    return False
 
 
 async def view_websocket(handler: ASGIHandler, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,10 +88,7 @@ async def view_websocket(handler: ASGIHandler, scope: Scope, receive: Receive, s
     if event["type"] != "websocket.connect":
         return
     node = get_node()
-    headers = scope.get("headers", [])
-    if not origin_allowed(
-        header(headers, b"origin"), header(headers, b"host"), node.settings.allowed_origins
-    ):
+    if not _origin_ok(scope, node):
         await send({"type": "websocket.close", "code": 1008})
         return
     http_scope = {
@@ -108,30 +136,21 @@ async def _refuse(scope: Scope, send: Send, response: HttpResponseBase) -> None:
         await send({"type": "websocket.close", "code": 1008})
 
 
+def _hold_text(item: Output) -> str | None:
+    """What a held WebSocket gets: each message in its ``ws_message`` format, nothing else."""
+    return ws_message(item) if type(item) is Message else None
+
+
 async def _serve_hold(node: Node, topics: list[str], receive: Receive, send: Send) -> None:
-    """Send every item of ``topics`` until the client leaves; what it sends is ignored."""
-    async with Listener(node, topics) as listener:
-        await listener.join()
-        reader = asyncio.get_running_loop().create_task(_until_disconnect(receive, listener))
-        try:
-            while not reader.done():
-                await listener.wait(None)
-                if reader.done():
-                    return
-                if listener.overflowed:
-                    close = {"code": CLOSE_SLOW_CONSUMER, "reason": "slow consumer"}
-                    await send({"type": "websocket.close", **close})
-                    return
-                for message in listener.take():
-                    await send({"type": "websocket.send", "text": ws_text(message)})
-        except OSError:
-            pass  # the client is gone
-        finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-
-
-async def _until_disconnect(receive: Receive, listener: Listener) -> None:
-    while (await receive())["type"] != "websocket.disconnect":
-        pass
-    listener.stop()
+    """Send every item of ``topics`` until the client leaves; what it sends is ignored.
+    The view that answered is the gate: no rule is checked here."""
+    writer = Writer(send, _hold_text)
+    subscriber = Subscriber(node, None, writer)
+    try:
+        requests = [Subscribe(None, topic, None, None) for topic in topics]
+        await subscriber.run(subscriber.session.join_all(requests))
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+    finally:
+        writer.cancel()
+        await subscriber.leave()

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from tidings.pgfeed import Listener, trigger_feeds
+from tidings.pgfeed import NotifyListener, trigger_feeds
 from tidings.server.node import get_node
 
 
@@ -19,4 +19,4 @@ class Command(BaseCommand):
     async def _run(self) -> None:
         await get_node().start()
         self.stdout.write("Listening for row changes (Ctrl-C to stop).")
-        await Listener().run()
+        await NotifyListener().run()

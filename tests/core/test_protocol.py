@@ -1,4 +1,5 @@
-"""The sans-I/O session: frames in, requests or errors out. No socket, no clock."""
+"""Frames in, requests or errors out: the session's parsing, limits and rate limit.
+No socket, no event loop; the clock is a list the test moves."""
 
 import json
 
@@ -13,18 +14,24 @@ from tidings.core.protocol import (
     Ping,
     PresenceQuery,
     Publish,
-    Session,
     Subscribe,
     Unsubscribe,
+    error_frame,
 )
+from tidings.core.session import Session
+
+CLOCK = [0.0]
 
 
 def session(**limits: object) -> Session:
-    return Session(Limits(**limits), now=0.0)  # type: ignore[arg-type]
+    CLOCK[0] = 0.0
+    return Session(Limits(**limits), clock=lambda: CLOCK[0])  # type: ignore[arg-type]
 
 
-def feed(s: Session, frame: object, now: float = 0.0):
-    return s.receive_text(frame if isinstance(frame, str) else json.dumps(frame), now)
+def feed(s: Session, frame: object, now: float | None = None):
+    if now is not None:
+        CLOCK[0] = now
+    return s.receive_text(frame if isinstance(frame, str) else json.dumps(frame))
 
 
 def test_each_op_parses_to_its_request():
@@ -39,7 +46,7 @@ def test_each_op_parses_to_its_request():
         None, "a", "e.v", None
     )
     assert feed(s, {"id": 5, "op": "ping"}) == Ping(5)
-    s.subscribed("a")
+    s.restore(["a"])
     assert feed(s, {"id": 2, "op": "unsubscribe", "topic": "a"}) == Unsubscribe(2, "a")
     assert feed(s, {"id": 3, "op": "presence", "topic": "a"}) == PresenceQuery(3, "a")
 
@@ -79,7 +86,7 @@ def test_bad_frames_get_a_clear_error(frame, code):
     assert isinstance(outcome, Error), outcome
     assert outcome.code == code
     assert outcome.message
-    reply = json.loads(outcome.frame())
+    reply = json.loads(error_frame(outcome))
     assert reply["ok"] is False and reply["error"]["code"] == code
 
 
@@ -89,7 +96,7 @@ def test_error_keeps_the_request_id_when_it_is_valid():
 
 
 def test_binary_frames_are_refused():
-    outcome = session().receive_bytes(b"\x00\x01", 0.0)
+    outcome = session().receive_bytes(b"\x00\x01")
     assert isinstance(outcome, Error) and outcome.code == "bad_request"
 
 
@@ -106,8 +113,7 @@ def test_frame_over_the_limit_is_too_large_counting_bytes_not_characters():
 
 def test_subscription_limit():
     s = session(max_subscriptions=2)
-    s.subscribed("a")
-    s.subscribed("b")
+    s.restore(["a", "b"])
     outcome = feed(s, {"id": 1, "op": "subscribe", "topic": "c"})
     assert isinstance(outcome, Error) and outcome.code == "too_many_subscriptions"
     # re-subscribing a held topic is not a new subscription

@@ -1,0 +1,371 @@
+"""One client's subscription session, sans I/O: requests in, asks and outputs out.
+
+Every transport drives a :class:`Session`: the WebSocket endpoint, SSE and long-poll,
+requests held in views, and the GRIP endpoints behind Pushpin. It holds what one
+client is subscribed to, its rate limit, and the bookkeeping that makes a subscription
+gap-free and duplicate-free; and it runs each request's sequence — authorize, check
+presence and feeds, listen, read history (and a feed's snapshot), replay, watch and
+track presence — written here once.
+
+A sequence is a generator. It yields **asks** (:mod:`tidings.core.asks`: authorize,
+listen, read history...) that the driver performs and answers by sending the result
+back (or throwing the exception it raised); meanwhile it appends **outputs**
+(:mod:`tidings.core.protocol`) that the driver takes with :meth:`Session.take` after
+every step, in order. Nothing here awaits, reads a socket, or touches the database.
+
+**Joining without a gap or a duplicate.** A subscriber listens first and reads history
+second; live messages that arrive meanwhile wait in ``pending``. After the read, a
+message can still arrive live that history already had (a publish from another thread,
+or Redis pub/sub latency, races the read): the topic's *floor* drops those, until the
+first newer message shows that the live stream has caught up. Per topic, messages come
+in offset order, so one comparison per message is all it takes, and only right after a
+join (:meth:`Session.admit`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings.core.asks import (
+    Authorize,
+    Describe,
+    Facts,
+    History,
+    Listen,
+    PublishData,
+    QueryPresence,
+    ReadHistory,
+    ReadSnapshot,
+    Steps,
+    Track,
+    Unlisten,
+    Untrack,
+    Unwatch,
+    Watch,
+)
+from tidings.core.messages import Message, Position
+from tidings.core.protocol import (
+    CLOSE_FLOOD,
+    Answer,
+    Close,
+    Error,
+    Joined,
+    Limits,
+    Outcome,
+    Output,
+    Ping,
+    PresenceFrame,
+    PresenceQuery,
+    Publish,
+    Request,
+    Snapshot,
+    Subscribe,
+    Unsubscribe,
+    loads,
+    parse_request,
+)
+from tidings.core.snapshots import Row, SnapshotFilter
+from tidings.exceptions import Forbidden, Refused
+
+GUARD_SECONDS = 10.0  # how long after a snapshot live changes are checked against it
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What a transport can carry; what it cannot is refused with ``unavailable``."""
+
+    presence: bool = True
+    snapshots: bool = True
+    unavailable: str = "Presence and model snapshots are not available on this transport."
+
+
+@dataclass(slots=True)
+class _Joins:
+    """Per-topic bookkeeping of recent joins (see the module docstring)."""
+
+    pending: dict[str, list[Message]] = field(default_factory=dict)
+    floors: dict[str, Position] = field(default_factory=dict)
+    # topic -> (until when, the filter of a snapshot): see Session._join
+    guards: dict[str, tuple[float, SnapshotFilter]] = field(default_factory=dict)
+
+    def forget(self, topic: str) -> None:
+        self.pending.pop(topic, None)
+        self.floors.pop(topic, None)
+        self.guards.pop(topic, None)
+
+
+class Session:
+    """One client's protocol state. Feed it requests; perform what it asks; send what
+    it outputs. ``clock`` is :func:`time.monotonic` unless a test gives another."""
+
+    __slots__ = (
+        "_joins",
+        "_outputs",
+        "_refilled",
+        "_strikes",
+        "_tokens",
+        "clock",
+        "features",
+        "limits",
+        "topics",
+        "watching",
+    )
+
+    def __init__(
+        self,
+        limits: Limits,
+        features: Features | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = limits
+        self.features = features or Features()
+        self.clock = clock
+        self.topics: set[str] = set()
+        self.watching: dict[str, bool] = {}  # topics whose presence it watches -> tracked
+        self._joins = _Joins()
+        self._outputs: list[Output] = []
+        self._tokens = float(limits.burst)
+        self._refilled = clock()
+        self._strikes = 0
+
+    # -- frames in ---------------------------------------------------------------------
+    def receive_text(self, text: str) -> Outcome:
+        """A client's text frame as a request, or the error or close it earns."""
+        limited = self._rate()
+        if limited is not None:
+            return limited
+        frame = loads(text, self.limits)
+        if isinstance(frame, Error):
+            return frame
+        return parse_request(frame, self.limits, self.topics)
+
+    def receive_bytes(self, data: bytes) -> Outcome:
+        limited = self._rate()
+        if limited is not None:
+            return limited
+        return Error(None, "bad_request", "Binary frames are not supported; send JSON text.")
+
+    def receive_publish(self, body: str) -> Outcome:
+        """An HTTP publish body, ``{"topic", "data", "event"?}``, as a :class:`Publish`."""
+        frame = loads(body, self.limits, "The body")
+        if isinstance(frame, Error):
+            return frame
+        if not isinstance(frame, dict) or "data" not in frame or "topic" not in frame:
+            return Error(
+                None, "bad_request", "The body must be a JSON object with 'topic' and 'data'."
+            )
+        return parse_request({**frame, "op": "publish"}, self.limits, self.topics)
+
+    def _rate(self) -> Error | Close | None:
+        """Token bucket: ``rate`` frames/s, ``burst`` at once; then errors, then a close."""
+        limits, now = self.limits, self.clock()
+        self._tokens = min(limits.burst, self._tokens + (now - self._refilled) * limits.rate)
+        self._refilled = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            self._strikes = 0
+            return None
+        self._strikes += 1
+        if self._strikes > limits.burst:
+            return Close(CLOSE_FLOOD, "rate limit exceeded")
+        return Error(None, "rate_limited", f"Slow down: at most {limits.rate:g} frames per second.")
+
+    def restore(self, topics: Iterable[str]) -> None:
+        """Take up a client's subscriptions made in earlier requests (WebSocket-over-HTTP:
+        each request is a new session; the proxy keeps the topics)."""
+        self.topics.update(topics)
+
+    # -- outputs -----------------------------------------------------------------------
+    def take(self) -> list[Output]:
+        """What to tell the client, in order; the driver calls this after every step."""
+        outputs, self._outputs = self._outputs, []
+        return outputs
+
+    def _out(self, output: Output) -> None:
+        self._outputs.append(output)
+
+    # -- live messages -------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Is a join recent enough that :meth:`admit` must see live messages?"""
+        joins = self._joins
+        return bool(joins.pending or joins.floors or joins.guards)
+
+    def admit(self, message: Message) -> bool:
+        """Should a live ``message`` go out now? (``False``: held for a join, or already
+        sent.) Only needed while :attr:`busy`."""
+        joins, topic = self._joins, message.topic
+        pending = joins.pending.get(topic)
+        if pending is not None:
+            pending.append(message)
+            return False
+        floor = joins.floors.get(topic)
+        if floor is not None:
+            p = message.position
+            if p.epoch == floor.epoch and p.offset <= floor.offset:
+                return False
+            del joins.floors[topic]
+        guard = joins.guards.get(topic)
+        if guard is not None:
+            until, snapshot = guard
+            if self.clock() > until:
+                del joins.guards[topic]
+            elif not snapshot.passes(message):
+                return False
+        return True
+
+    # -- sequences -----------------------------------------------------------------------
+    def handle(self, request: Request) -> Steps:
+        """A client's request, whichever transport carried it."""
+        if isinstance(request, Subscribe):
+            yield from self.subscribe(request)
+        elif isinstance(request, Publish):
+            yield from self.publish(request)
+        elif isinstance(request, Unsubscribe):
+            yield from self.unsubscribe(request)
+        elif isinstance(request, PresenceQuery):
+            yield from self.presence(request)
+        elif isinstance(request, Ping):
+            self._out(Answer(request.id, {}))
+
+    def subscribe(self, request: Subscribe) -> Steps:
+        topic = request.topic
+        if topic in self.topics:  # already: say where the topic stands
+            result: History = yield ReadHistory(topic, None)
+            self._out(Answer(request.id, {"topic": topic, "position": result.position}))
+            return
+        yield from self.check(request)
+        yield from self.join(request)
+
+    def check(self, request: Subscribe) -> Steps:
+        """May the client subscribe as asked? Raises :class:`~tidings.exceptions.Refused`."""
+        topic = request.topic
+        if not (yield Authorize("subscribe", topic)):
+            raise Forbidden(f"You may not subscribe to {topic!r}.", topic=topic)
+        wants_presence, wants_snapshot = request.presence is not None, request.initial
+        if not (wants_presence or wants_snapshot):
+            return
+        features = self.features
+        if (wants_presence and not features.presence) or (
+            wants_snapshot and not features.snapshots
+        ):
+            raise Refused(features.unavailable, topic=topic)
+        facts: Facts = yield Describe(topic)
+        if wants_presence and not facts.presence:
+            raise Refused(f"Presence is not enabled on {topic!r}.", topic=topic)
+        if wants_snapshot and not facts.feed:
+            raise Refused(f"{topic!r} is not a model feed.", topic=topic)
+
+    def join(self, request: Subscribe) -> Steps:
+        """Listen, read history (and the snapshot), replay; then presence. Outputs
+        :class:`Joined`, the :class:`Snapshot`, the replayed messages."""
+        yield from self._join(request)
+        if request.presence is not None:
+            yield from self._watch(request.topic, request.presence)
+
+    def join_all(self, requests: list[Subscribe]) -> Steps:
+        """Join every topic, then watch their presence (HTTP streams: the stream's start
+        says where every topic stands before any presence frame)."""
+        for request in requests:
+            yield from self._join(request)
+        for request in requests:
+            if request.presence is not None:
+                yield from self._watch(request.topic, request.presence)
+
+    def _join(self, request: Subscribe) -> Steps:
+        topic, since, joins = request.topic, request.since, self._joins
+        self.topics.add(topic)
+        pending = joins.pending[topic] = []
+        rows: list[Row] | None = None
+        try:
+            yield Listen(topic)
+            result: History = yield ReadHistory(topic, since)
+            if request.initial:
+                rows = yield ReadSnapshot(topic)
+        except Exception:
+            joins.forget(topic)
+            self.topics.discard(topic)
+            yield Unlisten(topic)
+            raise
+        finally:
+            joins.pending.pop(topic, None)  # (kept in topics on cancellation: left on close)
+        now = result.position
+        live = [
+            m for m in pending if m.position.epoch != now.epoch or m.position.offset > now.offset
+        ]
+        messages = [*result.messages, *live]
+        joins.floors[topic] = messages[-1].position if messages else now
+        start = since if since is not None and result.recovered else now
+        recovered = None if since is None else result.recovered
+        self._out(Joined(request.id, topic, now, recovered, start))
+        if rows is not None:
+            self._out(Snapshot(topic, now, rows))
+            shown = SnapshotFilter(rows)
+            messages = [m for m in messages if shown.passes(m)]
+            # a change committed before the snapshot was read may still be published
+            # (after its commit) a moment after the subscription is complete
+            joins.guards[topic] = (self.clock() + GUARD_SECONDS, shown)
+        self._outputs.extend(messages)  # the replay
+
+    def _watch(self, topic: str, presence: dict[str, Any] | bool) -> Steps:
+        self.watching[topic] = False
+        state: str = yield Watch(topic)
+        self._out(PresenceFrame(topic, state))
+        if isinstance(presence, dict):
+            self.watching[topic] = bool((yield Track(topic, presence)))
+
+    def unsubscribe(self, request: Unsubscribe) -> Steps:
+        yield from self.leave(request.topic)
+        self._out(Answer(request.id, {"topic": request.topic}))
+
+    def leave(self, topic: str) -> Steps:
+        """Stop listening to ``topic`` and watching its presence."""
+        self.topics.discard(topic)
+        self._joins.forget(topic)
+        yield Unlisten(topic)
+        if topic in self.watching:
+            if self.watching.pop(topic):
+                yield Untrack(topic)
+            yield Unwatch(topic)
+
+    def leave_all(self) -> Steps:
+        """The client is gone: leave every topic."""
+        for topic in list(self.topics):
+            yield from self.leave(topic)
+
+    def publish(self, request: Publish) -> Steps:
+        topic = request.topic
+        if not (yield Authorize("publish", topic)):
+            raise Forbidden(f"You may not publish to {topic!r}.", topic=topic)
+        position: Position | None = yield PublishData(topic, request.event, request.data)
+        self._out(Answer(request.id, {"topic": topic, "position": position}))
+
+    def presence(self, request: PresenceQuery) -> Steps:
+        """Presence now (no meta), or this client's new meta."""
+        topic = request.topic
+        if request.meta is None:
+            if not self.features.presence:
+                raise Refused(self.features.unavailable, topic=topic)
+            facts: Facts = yield Describe(topic)
+            if not facts.presence:
+                raise Refused(f"Presence is not enabled on {topic!r}.", topic=topic)
+            fields = yield QueryPresence(topic)
+            self._out(Answer(request.id, {"topic": topic, **fields}))
+            return
+        if not self.watching.get(topic):
+            raise Refused(
+                f"This connection is not tracked on {topic!r}: subscribe with a presence meta.",
+                topic=topic,
+            )
+        yield Track(topic, request.meta)
+        self._out(Answer(request.id, {"topic": topic}))
+
+    def query_presence(self, topics: Iterable[str]) -> Steps:
+        """Each topic's presence now, as :class:`Answer` outputs (long-polls: a
+        poller watches presence, it is not tracked: it is not connected)."""
+        for topic in topics:
+            fields = yield QueryPresence(topic)
+            self._out(Answer(None, {"topic": topic, **fields}))

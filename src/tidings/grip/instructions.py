@@ -1,0 +1,121 @@
+"""GRIP instructions: channel names, the ``Grip-*`` headers, signed next links.
+
+A topic's holds (in views) listen on the channel named like the topic; tidings' own
+endpoints on ``tidings.t.<topic>``, so each side gets its own formats. Channel names
+are topics with ``=`` written ``%3D`` (a Pushpin header parameter separator); no other
+topic character needs mapping. ``prev-id`` values are quoted: positions hold ``:``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.core import signing
+from django.http import HttpResponse
+
+from tidings.core.messages import Position
+
+PROTOCOL_PREFIX = "tidings.t."  # the endpoints' channels (tidings.* topics are reserved)
+_SALT = "tidings.grip"
+_LINK_MAX_AGE = 24 * 3600  # a next link is good for a day (Pushpin keeps it to itself)
+
+
+def gripcontrol() -> Any:
+    """The gripcontrol module (the ``grip`` extra), imported when GRIP is used."""
+    import gripcontrol  # type: ignore[import-untyped]
+
+    return gripcontrol
+
+
+def channel(topic: str) -> str:
+    """The GRIP channel of a topic's holds."""
+    return topic.replace("=", "%3D")
+
+
+def protocol_channel(topic: str) -> str:
+    """The GRIP channel of a topic on tidings' own endpoints."""
+    return PROTOCOL_PREFIX + channel(topic)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def channel_header(channels: dict[str, Position | None]) -> str:
+    """``Grip-Channel``: each channel with its ``prev-id`` (quoted: positions hold ':')."""
+    return ", ".join(
+        name if prev is None else f"{name}; prev-id={_quote(str(prev))}"
+        for name, prev in channels.items()
+    )
+
+
+def previous(position: Position) -> Position:
+    return Position(position.epoch, max(position.offset - 1, 0))
+
+
+def _cstring(text: str) -> str:
+    out = []
+    for c in text:
+        if c == "\\":
+            out.append("\\\\")
+        elif c == "\r":
+            out.append("\\r")
+        elif c == "\n":
+            out.append("\\n")
+        elif ord(c) < 0x20:
+            raise ValueError("not cstring encodable")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def keep_alive_header(data: str, timeout: float) -> str:
+    return f"{_cstring(data)}; format=cstring; timeout={max(1, math.ceil(timeout))}"
+
+
+def sign(value: Any) -> str:
+    return signing.dumps(value, salt=_SALT, compress=True)
+
+
+def unsign(token: str) -> Any:
+    """The signed value, or ``None`` when the token is bad or older than a day."""
+    try:
+        return signing.loads(token, salt=_SALT, max_age=_LINK_MAX_AGE)
+    except signing.BadSignature:
+        return None
+
+
+def link_header(url: str) -> str:
+    return f"<{url}>; rel=next"
+
+
+def hold_stream(
+    response: HttpResponse,
+    channels: dict[str, Position | None],
+    keep_alive: str | None,
+    keep_alive_every: float,
+    next_url: str,
+) -> HttpResponse:
+    """``response`` (the stream's start) with ``Grip-Hold: stream`` on ``channels``."""
+    response["Cache-Control"] = "no-cache"
+    response["Grip-Hold"] = "stream"
+    response["Grip-Channel"] = channel_header(channels)
+    if keep_alive:
+        response["Grip-Keep-Alive"] = keep_alive_header(keep_alive, keep_alive_every)
+    response["Grip-Link"] = link_header(next_url)
+    return response
+
+
+def hold_response(
+    response: HttpResponse, channels: dict[str, Position | None], timeout: float
+) -> HttpResponse:
+    """``response`` (sent when the hold times out) with ``Grip-Hold: response``."""
+    if response.status_code == 304:  # a 304 may not carry the instructions: say it apart
+        response.status_code = 200
+        response.reason_phrase = "OK"
+        response["Grip-Status"] = "304 Not Modified"
+    response["Grip-Hold"] = "response"
+    response["Grip-Channel"] = channel_header(channels)
+    response["Grip-Timeout"] = str(max(1, math.ceil(timeout)))
+    return response

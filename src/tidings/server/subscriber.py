@@ -1,0 +1,362 @@
+"""The one subscriber: a client's session, its bounded queue, and where the queue goes.
+
+Every transport makes one :class:`Subscriber` per client (a WebSocket, an SSE stream, a
+long-poll, a request held in a view, a request through Pushpin) and drives it: it
+feeds requests to the session with :meth:`Subscriber.run`, which performs what the
+session asks (rules, the hub, history, snapshots, presence, publishing) and queues
+what the session outputs, in order. Live messages come from the hub through
+:meth:`Subscriber.deliver`, past the session's join bookkeeping and the feed's audience
+filter, into the same queue.
+
+The queue is bounded (``QUEUE_SIZE``): a subscriber that cannot keep up is closed with
+4009 ("slow consumer") and dropped from the hub at once, so it never holds up the
+publisher or anyone else; the client resumes from its last position. The queue drains
+into an :class:`Outlet`: the WebSocket :class:`~tidings.server.writer.Writer`, or the
+:class:`Mailbox` an HTTP request's task waits on. :meth:`Subscriber.close` ends it with
+a code and a reason, which each transport renders its own way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from tidings import registry
+from tidings.core.asks import (
+    Ask,
+    Authorize,
+    Describe,
+    Facts,
+    Listen,
+    PublishData,
+    QueryPresence,
+    ReadHistory,
+    ReadSnapshot,
+    Steps,
+    Track,
+    Unlisten,
+    Untrack,
+    Unwatch,
+    Watch,
+)
+from tidings.core.messages import Message
+from tidings.core.presence import Entry
+from tidings.core.protocol import (
+    CLOSE_SLOW_CONSUMER,
+    Close,
+    Error,
+    Outcome,
+    Output,
+    PresenceFrame,
+    RequestId,
+)
+from tidings.core.queue import Queue
+from tidings.core.session import Features, Session
+from tidings.encoding import encode_data
+from tidings.exceptions import BrokerError, Refused
+from tidings.server.node import Node
+
+logger = logging.getLogger("tidings.subscriber")
+
+
+class Outlet(Protocol):
+    """Where a subscriber's queue goes (centrifuge's ``Transport``)."""
+
+    gone: bool  # the client is gone: nothing more can be written
+
+    def attach(self, queue: Queue[Output]) -> None: ...
+    def write_now(self, item: Output) -> bool:
+        """Write ``item`` at once if that costs nothing now; ``False``: queue it."""
+
+    def wake(self) -> None:
+        """Something was queued."""
+
+    def close(self, code: int, reason: str) -> None:
+        """The subscriber is closing (after what is queued)."""
+
+
+class Mailbox:
+    """The outlet of a subscriber behind an HTTP request: the request's task waits."""
+
+    __slots__ = ("_waiter",)
+    gone = False
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+
+    def attach(self, queue: Queue[Output]) -> None:
+        pass
+
+    def write_now(self, item: Output) -> bool:
+        return False
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def close(self, code: int, reason: str) -> None:
+        self.wake()
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Until :meth:`wake`; ``False`` after ``timeout`` seconds."""
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._waiter = None
+        return True
+
+
+class Subscriber:
+    __slots__ = (
+        "__weakref__",
+        "_entries",
+        "closing",
+        "id",
+        "node",
+        "outlet",
+        "queue",
+        "session",
+        "user",
+    )
+
+    def __init__(
+        self,
+        node: Node,
+        user: Any,
+        outlet: Outlet,
+        *,
+        features: Features | None = None,
+        id: str | None = None,
+    ) -> None:
+        self.id = id or secrets.token_urlsafe(12)  # also its presence ref, and handlers'
+        self.node = node
+        self.user = user
+        self.session = Session(node.limits, features)
+        self.queue: Queue[Output] = Queue(node.settings.queue_size)
+        self.outlet = outlet
+        outlet.attach(self.queue)
+        self.closing: tuple[int, str] | None = None
+        self._entries: dict[str, Entry] | None = None  # its presence entries, by topic
+        node.clients.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id}>"
+
+    # -- from the hub and the tracker (sync: must not block) --------------------------
+    def deliver(self, message: Message) -> None:
+        """A live message of a topic it listens to."""
+        session = self.session
+        if session.busy and not session.admit(message):
+            return
+        audience = message.audience
+        if audience is not None and not audience.visible(self.user, message.data.get("data")):
+            return  # a model feed's row this user may not see
+        self._put(message, message.key, message.eager)
+
+    def presence_frame(self, topic: str, frame: str) -> None:
+        """A presence state or diff of a watched topic."""
+        self._put(PresenceFrame(topic, frame))
+
+    def _put(self, item: Output, key: str | None = None, eager: bool = True) -> None:
+        if self.closing is not None:
+            return
+        outlet = self.outlet
+        if eager and not self.queue and outlet.write_now(item):
+            return
+        if not self.queue.put(item, key):
+            self._overflow()
+        else:
+            outlet.wake()
+
+    def _emit(self, outputs: list[Output]) -> None:
+        """Queue a step's outputs in order; replayed messages bypass the queue's limit
+        (a replay is bounded by the history kept)."""
+        replay: list[Output] = []
+        for output in outputs:
+            if type(output) is Message:
+                audience = output.audience
+                if audience is None or audience.visible(self.user, output.data.get("data")):
+                    replay.append(output)
+                continue
+            if replay:
+                self._replay(replay)
+                replay = []
+            self._put(output)
+        if replay:
+            self._replay(replay)
+
+    def _replay(self, items: list[Output]) -> None:
+        if self.closing is None:
+            self.queue.replay(items)
+            self.outlet.wake()
+
+    def _overflow(self) -> None:
+        logger.info("%r: more than %d items waiting, closing", self, self.queue.limit)
+        self.close(CLOSE_SLOW_CONSUMER, "slow consumer", drop=True)
+        for topic in list(self.session.topics):
+            self.node.unsubscribe_now(topic, self)
+
+    def close(self, code: int, reason: str, *, drop: bool = False) -> None:
+        """End it with ``code`` and ``reason``: after what is queued, or at once (``drop``)."""
+        if self.closing is not None:
+            return
+        self.closing = (code, reason)
+        if drop:
+            self.queue.clear()
+        self.outlet.close(code, reason)
+
+    # -- from the transport -------------------------------------------------------------
+    async def receive(self, outcome: Outcome) -> None:
+        """What the session made of a client frame: answer it, close, or handle it."""
+        if isinstance(outcome, Error):
+            self._put(outcome)
+        elif isinstance(outcome, Close):
+            self.close(outcome.code, outcome.reason)
+        else:
+            await self.run(self.session.handle(outcome), outcome.id)
+
+    async def run(self, steps: Steps, rid: RequestId = None) -> bool:
+        """Run one of the session's sequences: perform what it asks, queue what it outputs
+        after every step. ``False`` when it failed; the error is queued for the client
+        (``rid``: the request's id): a refusal as it is, a broker failure as
+        ``unavailable``, anything else as ``internal_error``, logged with its traceback."""
+        session = self.session
+        answer: Any = None
+        failure: Exception | None = None
+        try:
+            while True:
+                try:
+                    ask = steps.send(answer) if failure is None else steps.throw(failure)
+                except StopIteration:
+                    return True
+                finally:
+                    self._emit(session.take())
+                failure = answer = None
+                try:
+                    answer = await self._perform(ask)
+                except Exception as e:
+                    failure = e
+        except Refused as e:
+            self._put(Error(rid, e.code, e.message, e.topic))
+        except BrokerError as e:
+            logger.warning("%r: broker error: %s", self, e)
+            self._put(Error(rid, "unavailable", "The message broker is unavailable."))
+        except Exception:
+            logger.exception("%r: error serving request %r", self, rid)
+            self._put(Error(rid, "internal_error", "Internal server error."))
+        finally:
+            steps.close()
+        return False
+
+    async def leave(self) -> None:
+        """The client is gone: leave every topic (and its presence)."""
+        self.node.clients.discard(self)
+        await self.run(self.session.leave_all())
+
+    async def wait(self, timeout: float | None) -> bool:
+        """HTTP: until something is queued or it is closing; ``False`` on timeout."""
+        if self.queue or self.closing is not None:
+            return True
+        assert isinstance(self.outlet, Mailbox)
+        return await self.outlet.wait(timeout)
+
+    def take(self) -> list[Output]:
+        """HTTP: everything queued, oldest first."""
+        return self.queue.pop_all()
+
+    # -- what the session asks -----------------------------------------------------------
+    async def _perform(self, ask: Ask) -> Any:
+        method: Callable[[Any], Coroutine[Any, Any, Any]] = getattr(self, _PERFORM[type(ask)])
+        return await method(ask)
+
+    async def _authorize(self, ask: Authorize) -> bool:
+        info = self.node.lookup(ask.topic)
+        return await registry.may(self.user, ask.action, info, ask.topic)  # type: ignore[arg-type]
+
+    async def _describe(self, ask: Describe) -> Facts:
+        info = self.node.lookup(ask.topic)
+        return Facts(presence=info.tracked is not None, feed=info.feed is not None)
+
+    async def _listen(self, ask: Listen) -> None:
+        await self.node.subscribe(ask.topic, self)
+
+    async def _unlisten(self, ask: Unlisten) -> None:
+        await self.node.unsubscribe(ask.topic, self)
+
+    async def _history(self, ask: ReadHistory) -> Any:
+        result = await self.node.broker.history(ask.topic, ask.since)
+        for message in result.messages:
+            self.node.tag(message)
+        return result
+
+    async def _snapshot(self, ask: ReadSnapshot) -> Any:
+        feed = self.node.lookup(ask.topic).feed
+        assert feed is not None
+        rows = await feed.asnapshot(self.user, ask.topic)
+        return json.loads(encode_data(rows))  # plain JSON values from here on
+
+    async def _watch(self, ask: Watch) -> str:
+        return await self.node.tracker.watch(ask.topic, self)
+
+    async def _unwatch(self, ask: Unwatch) -> None:
+        await self.node.tracker.unwatch(ask.topic, self)
+
+    async def _track(self, ask: Track) -> bool:
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = {}
+        known = entries.get(ask.topic)
+        if known is not None:
+            entry = Entry(known.key, known.info, ask.meta)
+        else:
+            tracked = self.node.lookup(ask.topic).tracked
+            member = None if tracked is None else await tracked.member_of(self.user, ask.topic)
+            if member is None:
+                return False
+            entry = Entry(member[0], member[1], ask.meta)
+        entries[ask.topic] = entry
+        await self.node.tracker.join(ask.topic, self.id, entry)
+        return True
+
+    async def _untrack(self, ask: Untrack) -> None:
+        if self._entries is not None and self._entries.pop(ask.topic, None) is not None:
+            await self.node.tracker.leave(ask.topic, self.id)
+
+    async def _query_presence(self, ask: QueryPresence) -> dict[str, Any]:
+        return await self.node.tracker.query(ask.topic)
+
+    async def _publish(self, ask: PublishData) -> Any:
+        topic, data = ask.topic, ask.data
+        handler = self.node.lookup(topic).handler
+        if handler is not None:
+            message = registry.ClientMessage(self.user, topic, ask.event, data, self.id)
+            data = await registry.run_handler(handler, message)
+            if data is None:
+                return None  # the handler chose to broadcast nothing
+        return await self.node.apublish(topic, ask.event, encode_data(data))
+
+
+_PERFORM: dict[type, str] = {  # what the session asks -> the method that does it
+    Authorize: "_authorize",
+    Describe: "_describe",
+    Listen: "_listen",
+    Unlisten: "_unlisten",
+    ReadHistory: "_history",
+    ReadSnapshot: "_snapshot",
+    Watch: "_watch",
+    Unwatch: "_unwatch",
+    Track: "_track",
+    Untrack: "_untrack",
+    QueryPresence: "_query_presence",
+    PublishData: "_publish",
+}
