@@ -569,7 +569,7 @@ export class Client extends Emitter {
     this._attempt = 0;           // reconnects since the last successful round trip
     this._closed = false;        // close() was called: for good
     this._lastId = 0;
-    this._outbox = [];           // requests waiting for an open connection
+    this._unsent = [];           // requests not sent yet: they wait for an open connection
     this._posting = Promise.resolve();  // the publishes over HTTP, one after the other
     this._inflight = new Set();  // requests sent, waiting for their reply
     // topic -> {topic, subs: Set, position, recovered, reply, events, watch (the presence
@@ -623,7 +623,7 @@ export class Client extends Emitter {
     clearTimeout(this._timer);
     this._timer = null;
     const error = new TidingsError("closed", "the client was closed");
-    for (const request of [...this._inflight, ...this._outbox]) request.settle(error);
+    for (const request of [...this._inflight, ...this._unsent]) request.settle(error);
     for (const entry of this._topics.values()) {
       this._presenceSettled(entry, undefined, error);
       for (const sub of entry.subs) sub._end(error);
@@ -718,8 +718,8 @@ export class Client extends Emitter {
         if (request.done) return;
         request.done = true;
         clearTimeout(timer);
-        const queued = this._outbox.indexOf(request);
-        if (queued >= 0) this._outbox.splice(queued, 1);
+        const queued = this._unsent.indexOf(request);
+        if (queued >= 0) this._unsent.splice(queued, 1);
         this._inflight.delete(request);
         request.cancel?.();
         if (error) reject(error);
@@ -730,23 +730,24 @@ export class Client extends Emitter {
         () => request.settle(new TidingsError("timeout", `no reply within ${this._timeout} ms`)),
         this._timeout,
       ) : null;
-      this._outbox.push(request);
+      this._unsent.push(request);
       this._flush();
     });
   }
 
   /** Send the queued requests if connected. */
   _flush() {
-    while (this._state === "open" && this._transport && this._outbox.length) {
-      const request = this._outbox.shift();
+    while (this._state === "open" && this._transport && this._unsent.length) {
+      const request = this._unsent.shift();
       this._inflight.add(request);
       this._transport.request(request);
     }
   }
 
-  _failOutbox(error) {
-    for (const request of [...this._outbox]) request.settle(error);
-    this._outbox = [];
+  /** Settle every request not sent yet with `error`. */
+  _failUnsent(error) {
+    for (const request of [...this._unsent]) request.settle(error);
+    this._unsent = [];
   }
 
   // --- subscriptions (called by the transports too) -----------------------------
@@ -909,7 +910,7 @@ export class Client extends Emitter {
     const reconnect = !this._closed && !NO_RECONNECT.has(code);
     if (!this._closed) this._state = reconnect ? "connecting" : "closed";
     if (!reconnect) {                            // nothing will send them
-      this._failOutbox(new TidingsError("disconnected", `the connection closed (${code}) before the reply`));
+      this._failUnsent(new TidingsError("disconnected", `the connection closed (${code}) before the reply`));
     }
     this._emit("close", { code, reason });
     if (!reconnect || this._closed || this._transport || this._timer) return;
