@@ -552,23 +552,28 @@ export class Client extends Emitter {
     this.url = urls.url;
     /** @type {string} Where the HTTP endpoints are: `${baseUrl}sse`, `poll`, `publish`. */
     this.baseUrl = urls.baseUrl;
-    this._WebSocket = option(options, "WebSocket");
-    this._EventSource = option(options, "EventSource");
-    this._fetch = option(options, "fetch");
-    this._cookie = options.cookie ?? (() => globalThis.document?.cookie ?? "");
+    // What the transports talk to the server with (injectable: tests; null: none here).
+    this._io = Object.freeze({
+      WebSocket: option(options, "WebSocket"),
+      EventSource: option(options, "EventSource"),
+      fetch: option(options, "fetch"),
+      cookie: options.cookie ?? (() => globalThis.document?.cookie ?? ""),
+    });
     this._kinds = this._usableTransports(options.transports ?? TRANSPORTS);
     this._backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this._timeout = options.timeout ?? DEFAULT_TIMEOUT;
     this._pollTimeout = options.pollTimeout ?? DEFAULT_POLL_TIMEOUT;
     this._state = "closed";
     this._transport = null;      // the current transport object, null between connections
+    this._link = null;           // what the client knows of it: {name, transport, opened}
     this._transportName = null;  // the name of the last transport started
     this._kind = 0;              // the index in _kinds of the transport to use
     this._proven = new Set();    // names of the transports that connected once
+    this._failedReopens = 0;     // reopens in a row of a proven transport that failed
     this._timer = null;          // the pending reconnect
     this._attempt = 0;           // reconnects since the last successful round trip
     this._closed = false;        // close() was called: for good
-    this._lastId = 0;
+    this._lastId = 0;            // the last WebSocket frame id, unique across sockets
     this._unsent = [];           // requests not sent yet: they wait for an open connection
     this._posting = Promise.resolve();  // the publishes over HTTP, one after the other
     this._inflight = new Set();  // requests sent, waiting for their reply
@@ -605,13 +610,17 @@ export class Client extends Emitter {
       this._emit("transport", name);
       if (this._closed || this._transport) return;   // a listener closed, or opened
     }
-    const transport = new (this._transportClass(name))(this);
+    const link = { name, transport: null, opened: false };
+    const Transport = this._transportClass(name);
+    const transport = new Transport(this._transportSettings(), this._transportCallbacks(link));
+    link.transport = transport;
+    this._link = link;
     this._transport = transport;
     try {
       transport.open();
     } catch (error) {                              // e.g. the WebSocket constructor threw
       this._emit("error", error instanceof TidingsError ? error : new TidingsError("transport", describe(error)));
-      this._transportClosed(transport, { code: 1006, reason: describe(error) });
+      this._transportClosed(link, { code: 1006, reason: describe(error) });
     }
   }
 
@@ -861,10 +870,10 @@ export class Client extends Emitter {
       if (!TRANSPORTS.includes(name)) throw new TypeError(`tidings: unknown transport '${name}'`);
     }
     const usable = [...new Set(wanted)].filter((name) => (
-      name === "websocket" ? typeof this._WebSocket === "function"
+      name === "websocket" ? typeof this._io.WebSocket === "function"
         : !this.baseUrl ? false
-          : name === "sse" ? this._streamingFetch() || typeof this._EventSource === "function"
-            : typeof this._fetch === "function"
+          : name === "sse" ? this._streamingFetch() || typeof this._io.EventSource === "function"
+            : typeof this._io.fetch === "function"
     ));
     if (!usable.length) {
       throw new TypeError(`tidings: none of the transports ${wanted.join(", ")} can run here; `
@@ -874,7 +883,7 @@ export class Client extends Emitter {
   }
 
   _streamingFetch() {
-    return typeof this._fetch === "function" && typeof globalThis.TextDecoder === "function";
+    return typeof this._io.fetch === "function" && typeof globalThis.TextDecoder === "function";
   }
 
   _transportClass(name) {
@@ -883,29 +892,59 @@ export class Client extends Emitter {
     return this._streamingFetch() ? SseTransport : EventSourceTransport;
   }
 
+  /**
+   * What a new transport gets to read: a snapshot of the options it needs (see
+   * "the transport interface" below).
+   */
+  _transportSettings() {
+    return Object.freeze({
+      url: this.url, baseUrl: this.baseUrl, ...this._io, timeout: this._timeout, pollTimeout: this._pollTimeout,
+    });
+  }
+
+  /**
+   * The callbacks and accessors a transport may use, and nothing else of the client:
+   * see "the transport interface" below. `link` is the transport's {name, transport,
+   * opened}: its onOpen and onClose are ignored once it is no longer the current one.
+   */
+  _transportCallbacks(link) {
+    return Object.freeze({
+      entries: () => [...this._topics.values()],
+      entry: (topic) => this._topics.get(topic),
+      backingOff: () => this._attempt > 0,
+      nextId: () => ++this._lastId,
+      inOrder: (task) => { this._posting = this._posting.then(task); },
+      onOpen: () => this._transportOpened(link),
+      onClose: (close) => this._transportClosed(link, close),
+      // The server answered over this transport: it works here, no more falling back.
+      onProven: () => { this._proven.add(link.name); },
+      // A round trip succeeded: the next reconnect waits the shortest delay.
+      onRoundTrip: () => { this._attempt = 0; },
+      // The topic is subscribed anew: its presence state comes anew too.
+      onSubscribing: (entry) => entry.roster.reset(),
+      onSubscribeReply: (entry, reply) => this._onSubscribeReply(entry, reply),
+      onMessage: (message) => this._onMessage(message),
+      onSnapshot: (frame) => this._onSnapshot(frame),
+      onPresence: (frame) => this._onPresence(frame),
+      onPresenceSettled: (entry, version, error) => this._presenceSettled(entry, version, error),
+      onError: (error) => this._emit("error", error),
+    });
+  }
+
   /** The transport connected: send what waits. */
-  _transportOpened(transport) {
-    if (transport !== this._transport || this._closed) return;
-    transport.opened = true;
+  _transportOpened(link) {
+    if (link !== this._link || this._closed) return;
+    link.opened = true;
     this._failedReopens = 0;
     this._state = "open";
     this._flush();
     this._emit("open");
   }
 
-  /** The server answered over this transport: it works here, no more falling back. */
-  _markProven(transport) {
-    this._proven.add(transport.name);
-  }
-
-  /** A round trip succeeded: the next reconnect waits the shortest delay. */
-  _resetBackoff() {
-    this._attempt = 0;
-  }
-
   /** The transport is over (it closed, failed, or never connected): reconnect or fall back. */
-  _transportClosed(transport, { code, reason }) {
-    if (transport !== this._transport) return;
+  _transportClosed(link, { code, reason }) {
+    if (link !== this._link) return;
+    this._link = null;
     this._transport = null;
     const reconnect = !this._closed && !NO_RECONNECT.has(code);
     if (!this._closed) this._state = reconnect ? "connecting" : "closed";
@@ -914,16 +953,16 @@ export class Client extends Emitter {
     }
     this._emit("close", { code, reason });
     if (!reconnect || this._closed || this._transport || this._timer) return;
-    if (!transport.opened && this._proven.has(transport.name)) {
+    if (!link.opened && this._proven.has(link.name)) {
       // It worked here before, but keeps failing to reopen: maybe the network changed
       // (a proxy that refuses WebSockets now). Past REOPEN_TRIES, fall back as well.
-      this._failedReopens = (this._failedReopens || 0) + 1;
+      this._failedReopens += 1;
       if (this._failedReopens >= REOPEN_TRIES) {
-        this._proven.delete(transport.name);
+        this._proven.delete(link.name);
         this._failedReopens = 0;
       }
     }
-    if (this._proven.has(transport.name)) {
+    if (this._proven.has(link.name)) {
       this._scheduleReconnect();
     } else if (this._kind + 1 < this._kinds.length) {
       this._kind += 1;                           // fall back to the next transport, now
@@ -944,26 +983,6 @@ export class Client extends Emitter {
     }, delay);
     this._emit("reconnecting", { attempt: this._attempt, delay });
   }
-
-  // --- HTTP ---------------------------------------------------------------------
-
-  /**
-   * `${baseUrl}${path}?topic=..&topic=..[&since=<cursor>][&timeout=..][&presence=..]`;
-   * `presence`: a Map topic -> true or a meta, sent as a JSON object.
-   */
-  _httpUrl(path, topics, cursor, timeout, presence) {
-    const params = new URLSearchParams();
-    for (const topic of topics) params.append("topic", topic);
-    if (cursor.some((part) => part)) params.set("since", cursor.join(","));
-    if (timeout !== undefined) params.set("timeout", String(timeout));
-    if (presence?.size) params.set("presence", JSON.stringify(Object.fromEntries(presence)));
-    return `${this.baseUrl}${path}?${params}`;
-  }
-
-  /** fetch() with the client's cookies, never from the cache. */
-  _get(url, accept, signal) {
-    return this._fetch(url, { headers: { Accept: accept }, credentials: "same-origin", cache: "no-store", signal });
-  }
 }
 
 // --- transports ----------------------------------------------------------------
@@ -971,49 +990,79 @@ export class Client extends Emitter {
 // The Client knows the topics, their positions, the requests, and when to reconnect;
 // a transport knows how to talk to the server. One transport object serves one
 // connection (like one WebSocket): once it reports closed, the Client makes a new one.
+// A transport sees nothing of the Client but what it is given:
 //
-//   new Transport(client)
+//   new Transport(settings, callbacks)
+//
+// `settings` (frozen, taken when the transport is made): url (the WebSocket url),
+// baseUrl (of the HTTP endpoints), WebSocket, EventSource, fetch (what to connect
+// with; null where there is none), cookie() (where the csrftoken cookie is), timeout
+// (ms a request waits for its reply, and an SSE stream for its first event),
+// pollTimeout (s a long poll may be held).
+//
+// The client calls the transport's methods:
 //   open()            start connecting
-//   add(entry)        a topic was subscribed (entry: {topic, position, events, ...})
+//   add(entry)        a topic was subscribed
 //   remove(topic)     a topic's last Subscription went
 //   refresh()         a Subscription declared new event names
 //   presence(entry)   the presence asked for on a topic changed (entry.watch, version)
-//   request(request)  send a publish or ping ({frame, settle(error, reply), cancel}); only
-//                     called once open
-//   close()           the client closes for good; the transport still reports closed
+//   request(request)  send a publish or ping, {frame, settle(error, reply), done,
+//                     cancel}: the transport may set `cancel` (called once the request
+//                     is settled: forget the reply, abort the fetch); only called once open
+//   close()           the client closes for good; the transport still reports onClose
 //
-// A transport calls back client._transportOpened(this) once connected,
-// client._transportClosed(this, {code, reason}) once when it is over,
-// client._onSubscribeReply(entry, reply), client._onMessage(message),
-// client._onPresence(frame), client._presenceSettled(entry, version, error?) once the
-// server has a topic's presence as of `version`, and client._markProven(this) /
-// client._resetBackoff() when the server answers.
+// A topic *entry* is read-only to a transport: {topic, position (the last seen, or
+// null), events (a Set of event names), watch (the presence asked for: null, true or
+// a meta), version (of watch), initial (a model feed's snapshot is wanted)}.
+//
+// `callbacks` are all a transport may call (each one bound to this transport):
+//   entries()                 the topic entries now subscribed, in subscription order
+//   entry(topic)              the entry of `topic` now, or undefined if unsubscribed
+//   backingOff()              whether the client reconnects after a failure (then some
+//                             round trip must succeed to reset the backoff)
+//   nextId()                  a fresh WebSocket frame id, unique for the client's life
+//   inOrder(task)             run `task()` (it returns a promise) once the tasks given
+//                             before it, by this transport or an earlier one, settled
+//   onOpen()                  connected: the client sends its unsent requests
+//   onClose({code, reason})   once, when over (closed, failed, or never connected)
+//   onProven()                the server answered: this transport works here
+//   onRoundTrip()             the server answered a request: reset the backoff
+//   onSubscribing(entry)      the topic is (re)subscribed: its presence state follows anew
+//   onSubscribeReply(entry, reply)  {ok: true, topic, position, recovered?} or an error
+//   onMessage(message)        {op: "message", topic, position, event, data}
+//   onSnapshot(frame)         {op: "snapshot", topic, position, rows}
+//   onPresence(frame)         a presence state or diff (docs/protocol.md, "Presence")
+//   onPresenceSettled(entry, version, error?)  the server has the topic's presence as of
+//                             `version` (or refused it: `error`)
+//   onError(error)            a TidingsError that answers no request: the "error" event
 
 /** The WebSocket transport: the protocol of docs/protocol.md, on one socket. */
 class WebSocketTransport {
-  constructor(client) {
-    this.name = "websocket";
-    this._client = client;
+  constructor(settings, callbacks) {
+    this._settings = settings;
+    this._callbacks = callbacks;
     this._ws = null;
     this._open = false;
+    this._closing = false;       // close() was called: frames are ignored
     this._over = false;          // reported closed: the socket's events are ignored
     this._pending = new Map();   // id -> {onReply(reply), onLost(error)} for sent frames
     this._sent = new Map();      // topic entry -> the presence its last subscribe asked for
   }
 
   open() {
-    const ws = new this._client._WebSocket(this._client.url);
+    const ws = new this._settings.WebSocket(this._settings.url);
     this._ws = ws;
     ws.onopen = () => this._onOpen();
     ws.onmessage = (event) => this._onFrame(event.data);
     ws.onclose = (event) => this._onClose(event);
     ws.onerror = () => {
-      if (!this._over) this._client._emit("error", new TidingsError("transport", "WebSocket error"));
+      if (!this._over) this._callbacks.onError(new TidingsError("transport", "WebSocket error"));
     };
   }
 
   close() {
     // The socket's close event reports the close; its frames are ignored meanwhile.
+    this._closing = true;
     this._ws?.close(1000);
   }
 
@@ -1038,7 +1087,7 @@ class WebSocketTransport {
       const { version, watch: meta } = entry;
       this._sent.set(entry, meta);
       this._send({ op: "presence", topic: entry.topic, meta }, {
-        onReply: (reply) => this._client._presenceSettled(entry, version, reply.ok ? null : errorFromReply(reply)),
+        onReply: (reply) => this._callbacks.onPresenceSettled(entry, version, reply.ok ? null : errorFromReply(reply)),
         onLost() {},                             // the next socket subscribes with the meta
       });
     } else {
@@ -1057,26 +1106,26 @@ class WebSocketTransport {
 
   /** Send one frame with a fresh id; `handlers.onReply` gets its reply. */
   _send(frame, handlers) {
-    const id = ++this._client._lastId;
+    const id = this._callbacks.nextId();
     this._pending.set(id, handlers);
     this._ws.send(JSON.stringify({ id, ...frame }));
     return id;
   }
 
   _subscribe(entry) {
-    const client = this._client;
+    const callbacks = this._callbacks;
     const frame = { op: "subscribe", topic: entry.topic };
     if (entry.position != null) frame.since = entry.position;
     if (entry.watch !== null) frame.presence = entry.watch;
     if (entry.initial) frame.initial = true;
     const { version } = entry;
     this._sent.set(entry, entry.watch);
-    entry.roster.reset();                        // its state follows the reply
+    callbacks.onSubscribing(entry);              // its presence state follows the reply
     // A lost subscribe is not an error: the next socket subscribes again.
     this._send(frame, {
       onReply: (reply) => {
-        client._onSubscribeReply(entry, reply);
-        if (reply.ok && entry.watch !== null) client._presenceSettled(entry, version);
+        callbacks.onSubscribeReply(entry, reply);
+        if (reply.ok && entry.watch !== null) callbacks.onPresenceSettled(entry, version);
       },
       onLost() {},
     });
@@ -1084,38 +1133,39 @@ class WebSocketTransport {
 
   _onOpen() {
     if (this._over) return;
-    const client = this._client;
+    const callbacks = this._callbacks;
     this._open = true;
-    client._markProven(this);
-    for (const entry of client._topics.values()) this._subscribe(entry);
+    callbacks.onProven();
+    const entries = callbacks.entries();
+    for (const entry of entries) this._subscribe(entry);
     // After a reconnect, some round trip must succeed to reset the backoff.
-    if (client._attempt > 0 && client._topics.size === 0) this._send({ op: "ping" }, IGNORE);
-    client._transportOpened(this);
+    if (callbacks.backingOff() && entries.length === 0) this._send({ op: "ping" }, IGNORE);
+    callbacks.onOpen();
   }
 
   _onFrame(data) {
-    const client = this._client;
-    if (this._over || client._closed) return;
+    const callbacks = this._callbacks;
+    if (this._over || this._closing) return;
     let frame;
     try { frame = JSON.parse(data); } catch { frame = null; }
     if (frame === null || typeof frame !== "object" || Array.isArray(frame)) {
-      client._emit("error", new TidingsError("bad_frame", "the server sent a frame that is not a JSON object"));
+      callbacks.onError(new TidingsError("bad_frame", "the server sent a frame that is not a JSON object"));
       return;
     }
-    if (frame.op === "message") return client._onMessage(frame);
-    if (frame.op === "snapshot" && !("id" in frame)) return client._onSnapshot(frame);
+    if (frame.op === "message") return callbacks.onMessage(frame);
+    if (frame.op === "snapshot" && !("id" in frame)) return callbacks.onSnapshot(frame);
     if ((frame.op === "presence" || frame.op === "presence_diff") && !("id" in frame)) {
-      return client._onPresence(frame);
+      return callbacks.onPresence(frame);
     }
     if (!("id" in frame)) return;                // an unknown kind of frame: ignore
     if (frame.id === null) {                     // an error that answers no request
-      if (frame.ok === false) client._emit("error", errorFromReply(frame));
+      if (frame.ok === false) callbacks.onError(errorFromReply(frame));
       return;
     }
     const handlers = this._pending.get(frame.id);
     if (!handlers) return;                       // e.g. the reply to a timed-out request
     this._pending.delete(frame.id);
-    if (frame.ok) client._resetBackoff();        // the server answers: stop backing off
+    if (frame.ok) callbacks.onRoundTrip();       // the server answers: stop backing off
     handlers.onReply(frame);
   }
 
@@ -1127,7 +1177,7 @@ class WebSocketTransport {
     const pending = [...this._pending.values()];
     this._pending.clear();
     for (const handlers of pending) handlers.onLost(error);
-    this._client._transportClosed(this, { code, reason });
+    this._callbacks.onClose({ code, reason });
   }
 }
 
@@ -1141,8 +1191,9 @@ class WebSocketTransport {
  * comma-separated in the order of its `topic` parameters; an empty part: no position.
  */
 class HttpTransport {
-  constructor(client) {
-    this._client = client;
+  constructor(settings, callbacks) {
+    this._settings = settings;
+    this._callbacks = callbacks;
     this._run = null;            // {topics, key, cursor, controller, ...}; null when idle
     this._opened = false;        // told the client it is open
     this._over = false;          // reported closed
@@ -1164,15 +1215,33 @@ class HttpTransport {
     if (this._over) return;
     this._stop();
     this._over = true;
-    this._client._transportClosed(this, { code: 1000, reason: "" });
+    this._callbacks.onClose({ code: 1000, reason: "" });
   }
 
   request(request) {
-    const client = this._client;
     if (request.frame.op === "ping") return request.settle(null, { ok: true });
     // One at a time, as on a WebSocket: two POSTs at once could reach the topic's
     // handler in the other order. One settled while waiting (timeout, close()) is not sent.
-    client._posting = client._posting.then(() => (request.done ? null : publishOverHttp(client, request)));
+    const settings = this._settings;
+    this._callbacks.inOrder(() => (request.done ? null : publishOverHttp(settings, request)));
+  }
+
+  /**
+   * `${baseUrl}${path}?topic=..&topic=..[&since=<cursor>][&timeout=..][&presence=..]`
+   * for `run`; `presence`: a Map topic -> true or a meta, sent as a JSON object.
+   */
+  _url(path, { topics, cursor, presence }, timeout) {
+    const params = new URLSearchParams();
+    for (const topic of topics) params.append("topic", topic);
+    if (cursor.some((part) => part)) params.set("since", cursor.join(","));
+    if (timeout !== undefined) params.set("timeout", String(timeout));
+    if (presence?.size) params.set("presence", JSON.stringify(Object.fromEntries(presence)));
+    return `${this._settings.baseUrl}${path}?${params}`;
+  }
+
+  /** fetch() with the client's cookies, never from the cache. */
+  _get(url, accept, signal) {
+    return this._settings.fetch(url, { headers: { Accept: accept }, credentials: "same-origin", cache: "no-store", signal });
   }
 
   /** What identifies a run: restarting is needed when it changes. */
@@ -1184,7 +1253,7 @@ class HttpTransport {
   _presence(topics) {
     const presence = new Map();
     for (const topic of topics) {
-      const { watch } = this._client._topics.get(topic);
+      const { watch } = this._callbacks.entry(topic);
       if (watch !== null) presence.set(topic, watch);
     }
     return presence;
@@ -1201,20 +1270,20 @@ class HttpTransport {
     queueMicrotask(() => {
       this._queued = false;
       if (this._over) return;
-      const client = this._client;
-      const topics = [...client._topics.keys()];
+      const callbacks = this._callbacks;
+      const topics = callbacks.entries().map((entry) => entry.topic);
       const presence = this._presence(topics);
       const key = this._key(topics, presence);
       if (this._run?.key === key) return;        // the request in flight is the right one
       this._stop();
       if (!topics.length) return this._up();
-      const cursor = topics.map((topic) => client._topics.get(topic).position ?? "");
+      const cursor = topics.map((topic) => callbacks.entry(topic).position ?? "");
       // Each topic's presence version, to settle its updates once the server has it.
       const versions = new Map();
       for (const topic of presence.keys()) {
-        const entry = client._topics.get(topic);
+        const entry = callbacks.entry(topic);
         versions.set(topic, entry.version);
-        entry.roster.reset();                    // the new run begins with a whole state
+        callbacks.onSubscribing(entry);          // the new run begins with a whole state
       }
       const run = { topics, key, cursor, presence, versions, controller: new AbortController(), timer: null };
       this._run = run;
@@ -1238,7 +1307,7 @@ class HttpTransport {
   _up() {
     if (this._opened) return;
     this._opened = true;
-    this._client._transportOpened(this);
+    this._callbacks.onOpen();
   }
 
   /** The run failed (network error, the stream ended, a 5xx...): this transport is over. */
@@ -1246,19 +1315,19 @@ class HttpTransport {
     if (run !== this._run || this._over) return;
     this._stop();
     this._over = true;
-    this._client._transportClosed(this, { code, reason });
+    this._callbacks.onClose({ code, reason });
   }
 
   /** The server answered the run: it works here. `topics` is its `{topic: {position, recovered?}}`. */
   _answered(run, topics) {
-    const client = this._client;
-    client._markProven(this);
-    client._resetBackoff();
+    const callbacks = this._callbacks;
+    callbacks.onProven();
+    callbacks.onRoundTrip();
     this._up();
     this._announce(run, topics);
     for (const [topic, version] of run.versions) {
-      const entry = client._topics.get(topic);
-      if (entry) client._presenceSettled(entry, version);
+      const entry = callbacks.entry(topic);
+      if (entry) callbacks.onPresenceSettled(entry, version);
     }
   }
 
@@ -1267,10 +1336,10 @@ class HttpTransport {
    * server says it could not resume (`recovered: false`: messages were lost).
    */
   _announce(run, topics) {
-    const client = this._client;
+    const callbacks = this._callbacks;
     run.topics.forEach((topic, i) => {
       const info = topics?.[topic];
-      const entry = client._topics.get(topic);
+      const entry = callbacks.entry(topic);
       if (run !== this._run || !entry || !info || typeof info !== "object") return;
       const reply = { ok: true, topic, position: info.position };
       // The server says whether it resumed every topic, even those sent without a
@@ -1278,7 +1347,7 @@ class HttpTransport {
       if (run.cursor[i] && "recovered" in info) reply.recovered = info.recovered;
       if (this._announced.has(entry) && reply.recovered !== false) return;
       this._announced.add(entry);
-      client._onSubscribeReply(entry, reply);
+      callbacks.onSubscribeReply(entry, reply);
     });
   }
 
@@ -1296,10 +1365,10 @@ class HttpTransport {
       return this._fail(run, 1006, `HTTP ${response.status}${error?.code ? ` ${error.code}` : ""}`);
     }
     this._stop();
-    const client = this._client;
+    const callbacks = this._callbacks;
     for (const topic of refusedTopics(error, run.topics)) {
-      const entry = client._topics.get(topic);
-      if (entry) client._onSubscribeReply(entry, { ok: false, error });
+      const entry = callbacks.entry(topic);
+      if (entry) callbacks.onSubscribeReply(entry, { ok: false, error });
     }
     this._restartSoon();                         // with the topics left
   }
@@ -1328,8 +1397,8 @@ function csrfToken(cookie) {
 }
 
 /** `POST <baseUrl>publish {topic, data, event?}`; settles `request` like a WebSocket reply. Never rejects. */
-async function publishOverHttp(client, request) {
-  if (typeof client._fetch !== "function") {
+async function publishOverHttp(settings, request) {
+  if (typeof settings.fetch !== "function") {
     return request.settle(new TidingsError("transport", "no fetch here to publish with"));
   }
   const { op, ...body } = request.frame;
@@ -1337,11 +1406,11 @@ async function publishOverHttp(client, request) {
   request.cancel = () => controller.abort();
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
   let token = null;
-  try { token = csrfToken(client._cookie()); } catch (error) { report(error); }
+  try { token = csrfToken(settings.cookie()); } catch (error) { report(error); }
   if (token) headers["X-CSRFToken"] = token;
   let response;
   try {
-    response = await client._fetch(`${client.baseUrl}publish`, {
+    response = await settings.fetch(`${settings.baseUrl}publish`, {
       method: "POST", headers, body: JSON.stringify(body), credentials: "same-origin",
       cache: "no-store", signal: controller.signal,
     });
@@ -1375,15 +1444,12 @@ async function publishOverHttp(client, request) {
  * (no `id:`) carry the presence frames of docs/protocol.md.
  */
 class SseTransport extends HttpTransport {
-  get name() { return "sse"; }
-
   async _connect(run) {
-    const client = this._client;
     this._expectOpen(run);
     let response;
     try {
       // `since` rather than a Last-Event-ID header: that would need a CORS preflight.
-      response = await client._get(client._httpUrl("sse", run.topics, run.cursor, undefined, run.presence), "text/event-stream", run.controller.signal);
+      response = await this._get(this._url("sse", run), "text/event-stream", run.controller.signal);
     } catch (error) {
       return this._fail(run, 1006, describe(error));
     }
@@ -1411,7 +1477,7 @@ class SseTransport extends HttpTransport {
 
   /** A stream that says nothing (a buffering proxy) counts as failed after `timeout`. */
   _expectOpen(run) {
-    const timeout = this._client._timeout;
+    const { timeout } = this._settings;
     if (Number.isFinite(timeout)) {
       run.timer = setTimeout(() => this._fail(run, 1006, `no tidings.open within ${timeout} ms`), timeout);
     }
@@ -1419,7 +1485,7 @@ class SseTransport extends HttpTransport {
 
   /** One event `{type, data, lastEventId}` of the run's stream. */
   _onEvent(run, { type, data, lastEventId }) {
-    const client = this._client;
+    const callbacks = this._callbacks;
     if (!run.parts) {                            // the stream's first event
       if (type !== "tidings.open") return this._fail(run, 1006, "the stream did not begin with tidings.open");
       clearTimeout(run.timer);
@@ -1430,10 +1496,10 @@ class SseTransport extends HttpTransport {
       // The frame of docs/protocol.md; no `id:`, so the cursor does not move.
       const frame = parseJson(data);
       if (!isObject(frame) || !run.presence.has(frame.topic)) {
-        client._emit("error", new TidingsError("bad_frame", `the server sent a ${type} event that cannot be read`));
+        callbacks.onError(new TidingsError("bad_frame", `the server sent a ${type} event that cannot be read`));
         return;
       }
-      client._onPresence({ ...frame, op: type.slice("tidings.".length) });
+      callbacks.onPresence({ ...frame, op: type.slice("tidings.".length) });
       return;
     }
     const parts = lastEventId.split(",");
@@ -1449,11 +1515,11 @@ class SseTransport extends HttpTransport {
     run.parts = parts;
     const message = parseJson(data);
     if (changed.length !== 1 || parts.length !== run.topics.length || message === undefined) {
-      client._emit("error", new TidingsError("bad_frame", `the server sent an SSE event that cannot be read (id ${lastEventId})`));
+      callbacks.onError(new TidingsError("bad_frame", `the server sent an SSE event that cannot be read (id ${lastEventId})`));
       return;
     }
     const i = changed[0];
-    client._onMessage({ op: "message", topic: run.topics[i], position: parts[i], event: type, data: message });
+    callbacks.onMessage({ op: "message", topic: run.topics[i], position: parts[i], event: type, data: message });
   }
 }
 
@@ -1469,7 +1535,7 @@ class EventSourceTransport extends SseTransport {
 
   _eventNames() {
     const names = new Set(["tidings.open", "tidings.close", "message"]);
-    for (const entry of this._client._topics.values()) {
+    for (const entry of this._callbacks.entries()) {
       for (const name of entry.events) names.add(name);
       if (entry.watch !== null) names.add("tidings.presence").add("tidings.presence_diff");
     }
@@ -1477,9 +1543,8 @@ class EventSourceTransport extends SseTransport {
   }
 
   _connect(run) {
-    const client = this._client;
     this._expectOpen(run);
-    const source = new client._EventSource(client._httpUrl("sse", run.topics, run.cursor, undefined, run.presence));
+    const source = new this._settings.EventSource(this._url("sse", run));
     run.controller.signal.addEventListener("abort", () => source.close());
     for (const type of this._eventNames()) {
       source.addEventListener(type, (event) => {
@@ -1500,8 +1565,6 @@ class EventSourceTransport extends SseTransport {
  * A poller is not connected between polls, so it only watches: it asks `true`.
  */
 class LongPollTransport extends HttpTransport {
-  get name() { return "longpoll"; }
-
   _presence(topics) {
     const presence = super._presence(topics);
     for (const topic of presence.keys()) presence.set(topic, true);
@@ -1509,13 +1572,13 @@ class LongPollTransport extends HttpTransport {
   }
 
   async _connect(run) {
-    const client = this._client;
+    const callbacks = this._callbacks;
     let timeout = 0;
     for (;;) {
       let response;
       let body;
       try {
-        response = await client._get(client._httpUrl("poll", run.topics, run.cursor, timeout, run.presence), "application/json", run.controller.signal);
+        response = await this._get(this._url("poll", run, timeout), "application/json", run.controller.signal);
         if (run !== this._run) return;
         if (!response.ok) return this._refused(run, response);
         body = await response.json();
@@ -1532,14 +1595,14 @@ class LongPollTransport extends HttpTransport {
       for (const topic of run.presence.keys()) {
         const snapshot = own(snapshots, topic);
         if (run !== this._run) return;           // a listener changed the topics
-        if (isObject(snapshot)) client._onPresence({ op: "presence", topic, state: snapshot.state, count: snapshot.count });
+        if (isObject(snapshot)) callbacks.onPresence({ op: "presence", topic, state: snapshot.state, count: snapshot.count });
       }
       for (const message of body.messages) {
         if (run !== this._run) return;           // a callback changed the topics
-        client._onMessage(message);
+        callbacks.onMessage(message);
       }
       run.cursor = body.since.split(",");
-      timeout = client._pollTimeout;
+      timeout = this._settings.pollTimeout;
     }
   }
 }
