@@ -67,6 +67,33 @@ def test_client_modules_import_each_other_relatively():
         assert (path.parent / target).resolve().is_file(), f"{path.name}: {target}"
 
 
+def test_manifest_storage_can_hash_the_imports(tmp_path: Path):
+    """collectstatic with Django's opt-in rewriting of JS imports (docs/client.md, Files).
+
+    It would never finish if a comment looked like an import of a url that leads back.
+    """
+    from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+    from django.core.files.storage import FileSystemStorage
+
+    class Storage(ManifestStaticFilesStorage):
+        support_js_module_import_aggregation = True
+
+    source = FileSystemStorage(location=STATIC.parent)
+    names = [str(p.relative_to(STATIC.parent).as_posix()) for p in MODULES]
+    storage = Storage(location=tmp_path, base_url="/static/")
+    for name in names:
+        with source.open(name) as f:
+            storage.save(name, f)
+    for name, _hashed, processed in storage.post_process({n: (source, n) for n in names}):
+        assert not isinstance(processed, Exception), f"{name}: {processed}"
+    for name in names:
+        hashed = storage.stored_name(name)
+        for target in re.findall(r'\bfrom "([^"]+)";', (tmp_path / hashed).read_text()):
+            path = (tmp_path / hashed).parent / target
+            assert path.is_file(), f"{hashed}: {target} is missing"
+            assert re.search(r"\.[0-9a-f]{12}\.js$", target), f"{hashed}: {target} not hashed"
+
+
 def test_node_unit_tests_pass():
     tests = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "js" / "tests").glob("*.test.mjs"))
     assert tests, "no JS tests found in js/tests/"

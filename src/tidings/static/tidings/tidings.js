@@ -5,7 +5,9 @@
  * others (beside it, imported relatively) hold the parts; docs/client.md, "Files".
  * It also runs in Node 22+, which has a global WebSocket and fetch.
  *
- *   import { connect } from "/static/tidings/tidings.js";
+ * `connect` comes from this file (in a template: {% static 'tidings/tidings.js' %}),
+ * then:
+ *
  *   const client = connect();                      // ws(s)://<this host>/realtime/ws
  *   const sub = client.subscribe("rooms.lobby", (msg) => show(msg.event, msg.data));
  *   await sub.ready;                               // rejects if the server refuses
@@ -31,6 +33,9 @@
  *   "change"), the same on every transport.
  */
 
+// No comment in these files may show what imports look like: Django's opt-in rewriting
+// of imports (ManifestStaticFilesStorage, support_js_module_import_aggregation) reads
+// comments too, and would rewrite, or loop on, what it finds there.
 export { Client, connect } from "./client.js";
 export { TidingsError } from "./errors.js";
 export { Presence, syncDiff, syncState } from "./presence.js";
