@@ -210,28 +210,6 @@ async def test_foreign_origin_refused_own_origin_and_none_allowed(server):
         assert r.status_code == 200
 
 
-async def test_sigterm_ends_streams_and_held_polls_at_once(make_server):
-    with make_server() as srv:
-        async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
-            poll = asyncio.create_task(
-                http.get("/realtime/poll", params={"topic": "test.bye", "timeout": 60})
-            )
-            async with http.stream("GET", "/realtime/sse", params={"topic": "test.bye"}) as r:
-                events = sse_events(r)
-                await next_event(events)
-                await wait_for(lambda: _at_least(srv, "test.bye", 2))
-                start = asyncio.get_running_loop().time()
-                srv.process.terminate()
-                closing = await next_event(events, timeout=5)
-                assert closing.event == "tidings.close"
-                assert json.loads(closing.data) == {"code": 1012, "reason": "service restart"}
-            body = (await asyncio.wait_for(poll, 5)).json()
-            assert body["messages"] == []  # the client polls again, elsewhere, from the same since
-            assert (
-                asyncio.get_running_loop().time() - start < 4
-            )  # not the 60 s poll, nor the grace period
-
-
 async def test_a_refused_topic_is_named(server):
     async with httpx.AsyncClient(base_url=server.url) as http:
         r = await http.get("/realtime/poll", params=[("topic", "test.ok"), ("topic", "private.no")])

@@ -97,3 +97,8 @@ def write_view(request: HttpRequest) -> JsonResponse:
     except Rollback:
         pass
     return JsonResponse({"pk": pk})
+
+
+async def hold_view(request: HttpRequest):
+    """A stream held by a view: ``?topic=``'s items as SSE events (tidings.hold_stream)."""
+    return tidings.hold_stream(request, request.GET["topic"])

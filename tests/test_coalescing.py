@@ -1,4 +1,5 @@
-"""The bounded outbound queue and "coalesce by key"."""
+"""Coalescing seen from a client: a subscriber that lags behind a state-like topic gets
+the latest state of each key, not every step (TIDINGS["COALESCE"])."""
 
 import asyncio
 import json
@@ -6,36 +7,6 @@ import socket
 
 import httpx
 from websockets.asyncio.client import connect
-
-from tidings.core.queue import Queue
-
-
-def test_bounded():
-    box: Queue[str] = Queue(2)
-    assert box.put("a") and box.put("b")
-    assert not box.put("c")  # full: refused, nothing queued
-    assert box.pop_all() == ["a", "b"] and not box
-
-
-def test_a_newer_item_with_the_same_key_replaces_the_waiting_one():
-    box: Queue[str] = Queue(3)
-    box.put("x1", key="x")
-    box.put("plain")
-    box.put("y1", key="y")
-    assert box.put("x2", key="x")  # replaces x1 in place of a new slot: not "full"
-    assert box.size == 3
-    assert box.pop_all() == ["plain", "y1", "x2"]
-    box.put("x3", key="x")  # x2 was sent: x3 is just queued
-    assert box.pop() == "x3" and box.pop() is None
-    assert box._keyed == {}  # no key is remembered once its item is gone
-
-
-def test_full_queue_still_takes_a_replacement():
-    box: Queue[str] = Queue(1)
-    box.put("k1", key="k")
-    assert box.put("k2", key="k")
-    assert not box.put("other")
-    assert box.pop_all() == ["k2"]
 
 
 async def test_a_lagging_subscriber_gets_the_latest_state_per_key(make_server):
