@@ -29,6 +29,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
+from django.urls import include
+from django.urls import path as django_path
 
 from tidings.server.node import get_node
 from tidings.transports.websocket import view_websocket, websocket_endpoint
@@ -71,9 +73,29 @@ class Handler(ASGIHandler):
             await super().__call__(scope, receive, send)
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        if request.path_info.startswith(get_node().settings.path):
-            request.urlconf = "tidings.asgi_urls"
+        path = get_node().settings.path
+        if request.path_info.startswith(path):
+            # Django takes a module or any object with ``urlpatterns`` (URLResolver)
+            request.urlconf = _urlconf(path)  # type: ignore[assignment]
         return await super().get_response_async(request)
+
+
+class _URLConf:
+    """The URLconf of requests under ``TIDINGS["PATH"]``: ``tidings.urls`` under that
+    prefix. Made when first needed, for the settings of the moment (not at import)."""
+
+    def __init__(self, path: str) -> None:
+        self.urlpatterns = [django_path(path.lstrip("/"), include("tidings.urls"))]
+
+
+_urlconfs: dict[str, _URLConf] = {}
+
+
+def _urlconf(path: str) -> _URLConf:
+    urlconf = _urlconfs.get(path)
+    if urlconf is None:
+        urlconf = _urlconfs[path] = _URLConf(path)
+    return urlconf
 
 
 class Router:

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from tidings.core.frames import error_frame
 from tidings.core.messages import Position
 from tidings.core.protocol import (
     CLOSE_FLOOD,
@@ -16,7 +17,6 @@ from tidings.core.protocol import (
     Publish,
     Subscribe,
     Unsubscribe,
-    error_frame,
 )
 from tidings.core.session import Session
 

@@ -30,6 +30,7 @@ from tidings.core.asks import (
     Unwatch,
     Watch,
 )
+from tidings.core.frames import reply_frame, ws_text
 from tidings.core.messages import Message, Position
 from tidings.core.protocol import (
     Answer,
@@ -42,8 +43,6 @@ from tidings.core.protocol import (
     Snapshot,
     Subscribe,
     Unsubscribe,
-    reply_frame,
-    ws_text,
 )
 from tidings.core.session import GUARD_SECONDS, Features, Session
 from tidings.exceptions import BrokerError, Forbidden, Refused

@@ -20,11 +20,12 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
-from tidings.auth import origin_allowed
-from tidings.core.protocol import Listening, Output, ws_text
+from tidings.core.frames import ws_text
+from tidings.core.protocol import Listening, Output
 from tidings.grip.instructions import gripcontrol, protocol_channel
 from tidings.grip.signature import WS_EVENTS, is_ws_over_http, meta
 from tidings.grip.subscriber import ProxySubscriber
+from tidings.handshake import origin_allowed
 from tidings.server.node import get_node
 
 Out = list[tuple[str, bytes | None]]  # (event type, content) to answer with

@@ -1,13 +1,11 @@
 """What the HTTP transports share: JSON errors, the origin check, stream requests, cursors.
 
-A *cursor* is the positions of a request's topics, comma-separated in the order of its
-``topic`` parameters: ``"k3Xq9a:4,Zt8e1b:0"``. SSE sends it as each event's ``id``
-(so the browser's ``Last-Event-ID`` resumes every topic at once) and long-poll returns
-it as ``since`` for the next poll. Positions contain no comma, so it needs no escaping.
-
 An SSE or long-poll request is a list of subscribe requests, one per ``topic``
-parameter, checked by the client's session before anything is sent
-(:func:`stream_request`): the same rules, limits and errors as on a WebSocket.
+parameter (:func:`tidings.core.protocol.parse_stream`), checked by the client's session
+before anything is sent (:func:`stream_request`): the same rules, limits and errors as
+on a WebSocket. Its *cursor* (:func:`tidings.core.protocol.parse_cursor`) is SSE's event
+``id`` (so the browser's ``Last-Event-ID`` resumes every topic at once) and the
+``since`` a long-poll answers for the next poll.
 """
 
 from __future__ import annotations
@@ -17,11 +15,9 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from tidings.auth import origin_allowed
-from tidings.core.messages import Position
-from tidings.core.protocol import Error, Joined, Output, Subscribe, loads, meta_error
-from tidings.core.topics import topic_error
+from tidings.core.protocol import Error, Joined, Output, Subscribe, parse_stream
 from tidings.grip.subscriber import ProxySubscriber
+from tidings.handshake import origin_allowed
 from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Mailbox, Subscriber
 
@@ -101,24 +97,12 @@ async def stream_request(
     refused = origin_refused(request, node)
     if refused is not None:
         return refused
-    topics = list(dict.fromkeys(request.GET.getlist("topic")))
-    if not topics:
-        return error("bad_request", "Give at least one 'topic' parameter.")
-    limit = node.settings.max_subscriptions
-    if len(topics) > limit:
-        return error("bad_request", f"At most {limit} topics per request.")
-    for topic in topics:
-        problem = topic_error(topic, node.settings.topic_max_length)
-        if problem is not None:
-            return error("invalid_topic", f"{topic[:80]!r}: {problem}", topic)
-    presence = parse_presence(request.GET.get("presence"), topics, node)
-    if isinstance(presence, Error):
-        return error_response(presence)
-    try:
-        since = parse_cursor(resume, topics) if resume else {}
-    except ValueError as e:
-        return error("bad_request", f"Cannot resume from {str(resume)[:80]!r}: {e}")
-    requests = [Subscribe(None, t, since.get(t), presence.get(t)) for t in topics]
+    requests = parse_stream(
+        request.GET.getlist("topic"), resume, request.GET.get("presence"), node.limits
+    )
+    if isinstance(requests, Error):
+        return error_response(requests)
+    presence = any(r.presence is not None for r in requests)
     user = await request.auser()
     by_proxy = proxied and not presence
     subscriber = ProxySubscriber(node, user) if by_proxy else Subscriber(node, user, Mailbox())
@@ -127,58 +111,12 @@ async def stream_request(
             failed = first_error(subscriber.take())
             assert failed is not None
             return error_response(failed)
-    return StreamRequest(topics, requests, subscriber, by_proxy)
-
-
-def parse_presence(raw: str | None, topics: list[str], node: Node) -> dict[str, Any] | Error:
-    """The ``presence`` parameter: a JSON object, topic -> ``true`` (watch) or a meta
-    (track this client with it). Every topic named must be in the request."""
-    if raw is None:
-        return {}
-    wanted = loads(raw, node.limits, "'presence'")
-    if isinstance(wanted, Error):
-        return wanted
-    if not isinstance(wanted, dict):
-        return Error(
-            None, "bad_request", "'presence' must be a JSON object: topic -> true or a meta."
-        )
-    for topic, value in wanted.items():
-        if topic not in topics:
-            message = f"'presence' names {topic[:80]!r}, not a topic of the request."
-            return Error(None, "bad_request", message)
-        if value is not True:
-            problem = meta_error(value)
-            if problem is not None:
-                return Error(None, "bad_request", f"'presence' of {topic!r}: {problem}", topic)
-    return wanted
-
-
-def parse_cursor(text: str, topics: list[str]) -> dict[str, Position | None]:
-    """Positions by topic from a cursor; a single position is taken for the first topic."""
-    parts = text.split(",")
-    if len(parts) > len(topics):
-        raise ValueError("The cursor has more positions than there are topics.")
-    return {
-        topic: Position.parse(part) if part else None
-        for topic, part in zip(topics, parts, strict=False)
-    }
-
-
-def cursor(positions: dict[str, Position], topics: list[str]) -> str:
-    return ",".join(str(positions[t]) for t in topics)
+    return StreamRequest([r.topic for r in requests], requests, subscriber, by_proxy)
 
 
 def opened(items: list[Output]) -> dict[str, Joined]:
     """The :class:`Joined` of each topic among a join's outputs."""
     return {item.topic: item for item in items if isinstance(item, Joined)}
-
-
-def topic_info(joined: Joined) -> dict[str, Any]:
-    """What a stream's start says of a topic: its position, and ``recovered`` on resume."""
-    info: dict[str, Any] = {"position": str(joined.position)}
-    if joined.recovered is not None:
-        info["recovered"] = joined.recovered
-    return info
 
 
 async def health_view(request: HttpRequest) -> JsonResponse:

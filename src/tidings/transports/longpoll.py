@@ -25,22 +25,21 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
+from tidings.core.frames import joined_info
 from tidings.core.messages import Message
-from tidings.core.protocol import Answer, Error
+from tidings.core.protocol import Answer, Error, cursor
 from tidings.grip.instructions import hold_response, protocol_channel
 from tidings.grip.signature import proxied
 from tidings.server.node import get_node
 from tidings.server.subscriber import Mailbox, Subscriber
 from tidings.transports.http import (
     StreamRequest,
-    cursor,
     error,
     error_response,
     first_error,
     opened,
     origin_refused,
     stream_request,
-    topic_info,
 )
 
 
@@ -88,7 +87,7 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
     positions = {t: starts[t].start for t in req.topics}
     for message in messages:
         positions[message.topic] = message.position
-    info = {t: topic_info(starts[t]) for t in req.topics}
+    info = {t: joined_info(starts[t]) for t in req.topics}
     body = (
         '{"messages":['
         + ",".join(m.ws_frame for m in messages)

@@ -22,8 +22,17 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
+from tidings.core.frames import joined_info
 from tidings.core.messages import Message, Position
-from tidings.core.protocol import CLOSE_INTERNAL_ERROR, Error, Output, PresenceFrame, Subscribe
+from tidings.core.protocol import (
+    CLOSE_INTERNAL_ERROR,
+    Error,
+    Output,
+    PresenceFrame,
+    Subscribe,
+    cursor,
+    parse_cursor,
+)
 from tidings.grip.instructions import hold_stream, protocol_channel, sign, unsign
 from tidings.grip.signature import proxied
 from tidings.grip.subscriber import ProxySubscriber
@@ -31,12 +40,9 @@ from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Subscriber
 from tidings.transports.http import (
     StreamRequest,
-    cursor,
     first_error,
     opened,
-    parse_cursor,
     stream_request,
-    topic_info,
 )
 
 KEEPALIVE = ": keep-alive\n\n"
@@ -72,7 +78,7 @@ class _Events:
         joined = opened(items)
         self.positions = {t: joined[t].start for t in self.topics}
         data = json.dumps(
-            {"topics": {t: topic_info(joined[t]) for t in self.topics}}, separators=(",", ":")
+            {"topics": {t: joined_info(joined[t]) for t in self.topics}}, separators=(",", ":")
         )
         retry = "" if retry_ms is None else f"retry: {retry_ms}\n"
         return f"{retry}id: {self.cursor()}\nevent: tidings.open\ndata: {data}\n\n"

@@ -22,10 +22,11 @@ from django.core import signals
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpResponse, HttpResponseBase
 
-from tidings.auth import header, origin_allowed, user_from_headers
+from tidings.core.frames import ws_text
 from tidings.core.messages import Message
-from tidings.core.protocol import Output, Subscribe, ws_text
+from tidings.core.protocol import Output, Subscribe
 from tidings.formats import ws_message
+from tidings.handshake import header, origin_allowed, user_from_headers
 from tidings.holds import WebSocketHold
 from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Subscriber

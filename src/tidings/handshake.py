@@ -1,4 +1,6 @@
-"""Who is connecting, and from which site.
+"""Who is connecting, and from which site: the checks of a connection's handshake.
+
+This is authentication (who); what they may do is authorization (:mod:`tidings.registry`).
 
 The user comes from Django's session cookie, exactly as ``AuthenticationMiddleware``
 would resolve it, so ``request.user`` in a view and the user a rule sees are the same.
