@@ -150,12 +150,12 @@ async def test_publish_from_threads_keeps_offset_order_in_delivery(broker):
 
 async def test_presence_add_remove(broker):
     b, _ = broker
-    await b.presence_add("p", "c1", {"name": "ann"})
-    await b.presence_add("p", "c2", {"name": "bob"})
-    assert await b.presence("p") == {"c1": {"name": "ann"}, "c2": {"name": "bob"}}
-    await b.presence_remove("p", "c1")
-    assert await b.presence("p") == {"c2": {"name": "bob"}}
-    assert await b.presence("nobody") == {}
+    await b.presence.add("p", "c1", {"name": "ann"})
+    await b.presence.add("p", "c2", {"name": "bob"})
+    assert await b.presence.entries("p") == {"c1": {"name": "ann"}, "c2": {"name": "bob"}}
+    await b.presence.remove("p", "c1")
+    assert await b.presence.entries("p") == {"c2": {"name": "bob"}}
+    assert await b.presence.entries("nobody") == {}
 
 
 async def test_concurrent_apublish_is_contiguous_and_delivered_in_order(broker):
@@ -199,12 +199,12 @@ async def test_deliveries_resume_after_unsubscribe_and_subscribe(broker):
 
 async def test_presence_add_again_replaces_the_info(broker):
     b, _ = broker
-    await b.presence_add("q", "c1", {"v": 1})
-    await b.presence_add("q", "c1", {"v": 2})
-    assert await b.presence("q") == {"c1": {"v": 2}}
-    await b.presence_remove("q", "c1")
-    await b.presence_remove("q", "c1")  # twice: nothing to do
-    assert await b.presence("q") == {}
+    await b.presence.add("q", "c1", {"v": 1})
+    await b.presence.add("q", "c1", {"v": 2})
+    assert await b.presence.entries("q") == {"c1": {"v": 2}}
+    await b.presence.remove("q", "c1")
+    await b.presence.remove("q", "c1")  # twice: nothing to do
+    assert await b.presence.entries("q") == {}
 
 
 def test_publish_without_a_running_broker_still_keeps_history(broker_url):

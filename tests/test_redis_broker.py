@@ -117,7 +117,7 @@ async def test_tls_and_a_password():
 async def test_keys_expire(broker, redis):
     b, _ = broker
     await b.apublish("k", "m", "1", HistoryPolicy(size=10, ttl=30))
-    await b.presence_add("k", "c1", {})
+    await b.presence.add("k", "c1", {})
     c = redis.client()
     keys = c.keys("tidings:*")
     assert len(keys) == 5, keys  # meta, history, a receipt, presence, members
@@ -401,12 +401,12 @@ async def test_presence_is_refreshed_while_alive_and_expires_after_a_crash(redis
     a, _ = await started(url)
     b, _ = await started(url)
     try:
-        await a.presence_add("p", "c1", {"name": "ann"})
+        await a.presence.add("p", "c1", {"name": "ann"})
         await asyncio.sleep(2.5)  # more than the TTL: a refreshes it
-        assert await b.presence("p") == {"c1": {"name": "ann"}}
+        assert await b.presence.entries("p") == {"c1": {"name": "ann"}}
         await a.close()  # as good as a crash: nobody refreshes c1 any more
         t0 = time.monotonic()
-        while await b.presence("p"):
+        while await b.presence.entries("p"):
             assert time.monotonic() - t0 < 10
             await asyncio.sleep(0.1)
         assert time.monotonic() - t0 < 1 + 2  # the TTL, give or take a slow machine

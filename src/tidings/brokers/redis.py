@@ -48,6 +48,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -60,7 +61,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.retry import Retry
 
-from tidings.brokers.base import Broker, Deliver, HistoryResult
+from tidings.brokers.base import Broker, Deliver, HistoryResult, PresenceStore
 from tidings.core.messages import HistoryPolicy, Message, Position
 from tidings.exceptions import BrokerError
 
@@ -214,7 +215,93 @@ class _Topic:
         self.resync = False  # fill the gap from history once re-subscribed
 
 
+Call = Callable[[str, list[str], list[Any]], Awaitable[Any]]
+
+
+class RedisPresence(PresenceStore):
+    """The presence store: two keys per topic; this process's entries rewritten every
+    third of ``presence_ttl`` (:meth:`refresh`, run by the broker between start and close)."""
+
+    def __init__(
+        self, call: Call, key: Callable[[str, str], str], options: Options, where: str
+    ) -> None:
+        self._call = call  # runs one of the broker's scripts
+        self._key = key
+        self._options = options
+        self._where = where
+        self._present: dict[str, dict[str, str]] = {}  # this process's entries
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock_of_loop: asyncio.Lock | None = None
+
+    def _lock(self) -> asyncio.Lock:
+        """Orders a removal after the refresh of the same entry (one lock per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._lock_of_loop is None or self._loop is not loop:
+            self._lock_of_loop, self._loop = asyncio.Lock(), loop
+        return self._lock_of_loop
+
+    def _keys(self, topic: str) -> list[str]:
+        return [self._key(topic, "presence"), self._key(topic, "members")]
+
+    async def add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
+        info_json = json.dumps(info, separators=(",", ":"))
+        await self._write(topic, {conn_id: info_json})
+        self._present.setdefault(topic, {})[conn_id] = info_json
+
+    async def _write(self, topic: str, entries: dict[str, str]) -> None:
+        args: list[Any] = [_ms(self._options.presence_ttl)]
+        for conn_id, info_json in entries.items():
+            args += [conn_id, info_json]
+        try:
+            await self._call("presence_add", self._keys(topic), args)
+        except (redis.RedisError, OSError) as e:
+            raise BrokerError(f"Could not write presence to Redis at {self._where}: {e}") from e
+
+    async def remove(self, topic: str, conn_id: str) -> None:
+        entries = self._present.get(topic)
+        if entries is None or conn_id not in entries:
+            return  # only this process adds its connections' entries: nothing in Redis
+        del entries[conn_id]
+        if not entries:
+            del self._present[topic]
+        async with self._lock():  # not interleaved with a refresh of this entry
+            try:
+                await self._call("presence_remove", self._keys(topic), [conn_id])
+            except (redis.RedisError, OSError) as e:
+                where = f"Redis at {self._where}"
+                raise BrokerError(f"Could not remove presence on {where}: {e}") from e
+
+    async def entries(self, topic: str) -> dict[str, dict[str, Any]]:
+        try:
+            flat = await self._call("presence", self._keys(topic), [])
+        except (redis.RedisError, OSError) as e:
+            raise BrokerError(f"Could not read presence from Redis at {self._where}: {e}") from e
+        return {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    async def refresh(self) -> None:
+        """Rewrite this process's entries every third of their TTL, so they outlive it only
+        by the TTL. Errors are logged and retried at the next round; it never stops."""
+        failing = False
+        while True:
+            await asyncio.sleep(self._options.presence_ttl / 3)
+            try:
+                for topic in list(self._present):
+                    async with self._lock():
+                        entries = self._present.get(topic)
+                        if entries:
+                            await self._write(topic, dict(entries))
+                if failing:
+                    logger.warning("presence refresh works again")
+                failing = False
+            except Exception as e:
+                if not failing:
+                    logger.warning("presence refresh failed (retrying): %s", e)
+                failing = True
+
+
 class RedisBroker(Broker):
+    presence: RedisPresence
+
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.options, self._redis_url = Options.split_url(url)
@@ -242,7 +329,6 @@ class RedisBroker(Broker):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._aio_client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        self._presence_lock: asyncio.Lock | None = None
         self._slots: asyncio.Semaphore | None = None
         # Delivery, owned by the broker's loop.
         self._deliver: Deliver | None = None
@@ -250,7 +336,7 @@ class RedisBroker(Broker):
         self._topics: dict[str, _Topic] = {}
         self._pubsub: PubSub | None = None
         self._inflight: dict[str, int] = {}  # SUBSCRIBEs sent on this connection, unconfirmed
-        self._present: dict[str, dict[str, str]] = {}  # this process's presence entries
+        self.presence = RedisPresence(self._call, self._key, opts, self._where)
         # Health.
         self._connected = False
         self._reconnects = 0
@@ -434,7 +520,6 @@ class RedisBroker(Broker):
             self._loop = loop
             # Callers queue here in turn (FIFO), not in the pool, where some could starve.
             self._slots = asyncio.Semaphore(self.options.max_connections)
-            self._presence_lock = asyncio.Lock()
             self._scripts = {
                 name: client.register_script(source)
                 for name, source in [
@@ -455,7 +540,7 @@ class RedisBroker(Broker):
             loop = asyncio.get_running_loop()
             self._tasks = [
                 loop.create_task(self._listen_forever(), name="tidings-redis-pubsub"),
-                loop.create_task(self._refresh_presence(), name="tidings-redis-presence"),
+                loop.create_task(self.presence.refresh(), name="tidings-redis-presence"),
             ]
             for task in self._tasks:
                 task.add_done_callback(self._ended)
@@ -714,65 +799,3 @@ class RedisBroker(Broker):
         sub.last = None
         if trigger is not None:
             self._take(topic, sub, trigger)
-
-    # -- presence -----------------------------------------------------------------------
-    def _presence_keys(self, topic: str) -> list[str]:
-        return [self._key(topic, "presence"), self._key(topic, "members")]
-
-    async def presence_add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
-        info_json = json.dumps(info, separators=(",", ":"))
-        await self._presence_write(topic, {conn_id: info_json})
-        self._present.setdefault(topic, {})[conn_id] = info_json
-
-    async def _presence_write(self, topic: str, entries: dict[str, str]) -> None:
-        args: list[Any] = [_ms(self.options.presence_ttl)]
-        for conn_id, info_json in entries.items():
-            args += [conn_id, info_json]
-        try:
-            await self._call("presence_add", self._presence_keys(topic), args)
-        except (redis.RedisError, OSError) as e:
-            raise BrokerError(f"Could not write presence to Redis at {self._where}: {e}") from e
-
-    async def presence_remove(self, topic: str, conn_id: str) -> None:
-        entries = self._present.get(topic)
-        if entries is None or conn_id not in entries:
-            return  # only this process adds its connections' entries: nothing in Redis
-        del entries[conn_id]
-        if not entries:
-            del self._present[topic]
-        self._aio()
-        assert self._presence_lock is not None
-        async with self._presence_lock:  # not interleaved with a refresh of this entry
-            try:
-                await self._call("presence_remove", self._presence_keys(topic), [conn_id])
-            except (redis.RedisError, OSError) as e:
-                where = f"Redis at {self._where}"
-                raise BrokerError(f"Could not remove presence on {where}: {e}") from e
-
-    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
-        try:
-            flat = await self._call("presence", self._presence_keys(topic), [])
-        except (redis.RedisError, OSError) as e:
-            raise BrokerError(f"Could not read presence from Redis at {self._where}: {e}") from e
-        return {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-    async def _refresh_presence(self) -> None:
-        """Rewrite this process's entries every third of their TTL, so they outlive it only
-        by the TTL. Errors are logged and retried at the next round; it never stops."""
-        failing = False
-        while True:
-            await asyncio.sleep(self.options.presence_ttl / 3)
-            try:
-                for topic in list(self._present):
-                    assert self._presence_lock is not None
-                    async with self._presence_lock:
-                        entries = self._present.get(topic)
-                        if entries:
-                            await self._presence_write(topic, dict(entries))
-                if failing:
-                    logger.warning("presence refresh works again")
-                failing = False
-            except Exception as e:
-                if not failing:
-                    logger.warning("presence refresh failed (retrying): %s", e)
-                failing = True
