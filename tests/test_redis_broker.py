@@ -90,8 +90,8 @@ def test_url_options_are_ours_the_rest_is_redis_pys():
     assert b.options.prefix == "app" and b.options.presence_ttl == 2
     kwargs = b._sync.connection_pool.connection_kwargs
     assert kwargs["db"] == 3 and kwargs["password"] == "secret" and kwargs["socket_timeout"] == 1
-    assert b._key("rooms.a", "meta") == "app:{rooms.a}:meta"  # hash-tagged for a cluster
-    assert b._channel("rooms.a") == "app:3:{rooms.a}"  # pub/sub ignores db numbers
+    assert b.names.key("rooms.a", "meta") == "app:{rooms.a}:meta"  # hash-tagged for a cluster
+    assert b.names.channel("rooms.a") == "app:3:{rooms.a}"  # pub/sub ignores db numbers
     assert broker_from_url("rediss://example.com:6380/0").url.startswith("rediss:")
     with pytest.raises(ImproperlyConfigured, match="presence_ttl"):
         broker_from_url("redis://127.0.0.1/0?presence_ttl=soon")
@@ -241,7 +241,7 @@ async def test_a_skipped_offset_is_filled_from_history(broker):
 async def test_a_foreign_message_on_a_channel_is_ignored(broker, redis, caplog):
     b, got = broker
     await b.subscribe("x")
-    redis.client().publish(b._channel("x"), "not from tidings")
+    redis.client().publish(b.names.channel("x"), "not from tidings")
     await b.apublish("x", "m", "1", KEEP)
     await got.wait(1)
     assert got.offsets == [1] and b.health()["reconnects"] == 0
