@@ -152,7 +152,6 @@ def test_the_core_imports_no_io_and_nothing_above_it(name):
     assert outside <= {"tidings", "tidings.exceptions"}, outside
 
 
-@pytest.mark.skip(reason="brokers/redis.py is split in the next step")
 def test_modules_are_small():
     big = {
         name: n

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from tidings.brokers.base import Broker, HistoryResult
+from tidings.brokers.base import Broker, HistoryResult, PresenceStore
 
 BACKENDS = {
     "memory": "tidings.brokers.memory.MemoryBroker",
@@ -32,4 +32,4 @@ def broker_from_url(url: str) -> Broker:
     return cls(url)
 
 
-__all__ = ["Broker", "HistoryResult", "broker_from_url"]
+__all__ = ["Broker", "HistoryResult", "PresenceStore", "broker_from_url"]

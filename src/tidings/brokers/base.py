@@ -1,4 +1,5 @@
-"""The broker contract. Every broker passes ``tests/test_broker_contract.py``.
+"""The broker contract. Every broker passes the kit in :mod:`tidings.testing.broker_contract`
+(``tests/test_broker_contract.py`` runs it against ``memory://`` and ``redis://``).
 
 A broker does four things and makes no policy:
 
@@ -13,9 +14,8 @@ A broker does four things and makes no policy:
    the broker's.
 3. **History**: the messages after a position, or a plain "cannot" — never a partial
    replay passed off as complete (:class:`HistoryResult`).
-4. **Presence**: a per-topic map of connection id -> member info. The broker keeps the
-   entries of its own live process until they are removed; the entries of a process
-   that died expire by themselves (within the broker's presence TTL).
+4. **Presence**: a per-topic map of connection id -> member info, kept by the broker's
+   :attr:`Broker.presence` store, a contract of its own (:class:`PresenceStore`).
 
 ``publish`` is synchronous and may be called from any thread (Django views, management
 commands, workers); ``apublish`` is its twin for async code. Both raise
@@ -50,10 +50,39 @@ class HistoryResult:
     messages: tuple[Message, ...] = ()
 
 
+class PresenceStore(abc.ABC):
+    """A per-topic map of connection id -> member info, which every process of the
+    broker reads whole.
+
+    The store keeps the entries of its own live process (while its broker is started)
+    until they are removed; the entries of a process that died expire by themselves,
+    within the store's presence TTL (the Redis store's ``presence_ttl``). A store that
+    lives and dies with its one process, as the memory broker's does, needs no TTL.
+    Only the process that added an entry removes it.
+    """
+
+    @abc.abstractmethod
+    async def add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
+        """Add ``conn_id`` to ``topic``'s entries, or replace its info; it then lives as
+        long as this process does, unless removed."""
+
+    @abc.abstractmethod
+    async def remove(self, topic: str, conn_id: str) -> None:
+        """Remove ``conn_id`` from ``topic``'s entries (nothing to do if it is not there)."""
+
+    @abc.abstractmethod
+    async def entries(self, topic: str) -> dict[str, dict[str, Any]]:
+        """``topic``'s live entries, from every process: connection id -> member info."""
+
+
 class Broker(abc.ABC):
-    """Moves messages between processes; keeps history and presence. See module doc."""
+    """Moves messages between processes; keeps history and presence. See module doc.
+
+    ``presence`` is the broker's :class:`PresenceStore`; a broker sets it in ``__init__``.
+    """
 
     url: str
+    presence: PresenceStore
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -108,15 +137,3 @@ class Broker(abc.ABC):
         """Whether this broker can move messages now (``connected``), and what else it
         can tell (reconnects, last error...). The memory broker is always connected."""
         return {"connected": True}
-
-    @abc.abstractmethod
-    async def presence_add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
-        """Add or refresh ``conn_id`` in ``topic``'s presence; it expires after the presence TTL."""
-
-    @abc.abstractmethod
-    async def presence_remove(self, topic: str, conn_id: str) -> None:
-        """Remove ``conn_id`` from ``topic``'s presence."""
-
-    @abc.abstractmethod
-    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
-        """``topic``'s live presence entries: connection id -> member info."""

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from typing import Any
 
-from tidings.brokers.base import Broker, Deliver, HistoryResult
+from tidings.brokers.base import Broker, Deliver, HistoryResult, PresenceStore
 from tidings.core.messages import HistoryPolicy, Message, Position
 
 
@@ -38,6 +38,27 @@ class _Stream:
             kept.popleft()
 
 
+class MemoryPresence(PresenceStore):
+    """Presence in dicts: it lives and dies with this one process, so an entry stays
+    until it is removed (no TTL)."""
+
+    def __init__(self) -> None:
+        self._topics: dict[str, dict[str, dict[str, Any]]] = {}
+
+    async def add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
+        self._topics.setdefault(topic, {})[conn_id] = info
+
+    async def remove(self, topic: str, conn_id: str) -> None:
+        entries = self._topics.get(topic)
+        if entries is not None:
+            entries.pop(conn_id, None)
+            if not entries:
+                del self._topics[topic]
+
+    async def entries(self, topic: str) -> dict[str, dict[str, Any]]:
+        return dict(self._topics.get(topic, {}))
+
+
 class MemoryBroker(Broker):
     def __init__(self, url: str = "memory://") -> None:
         super().__init__(url)
@@ -48,8 +69,7 @@ class MemoryBroker(Broker):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Deliver | None = None
         self._drain_scheduled = False
-        # Presence lives and dies with this one process: an entry stays until removed.
-        self._presence: dict[str, dict[str, dict[str, Any]]] = {}
+        self.presence = MemoryPresence()
 
     async def start(self, deliver: Deliver) -> None:
         self._loop = asyncio.get_running_loop()
@@ -155,16 +175,3 @@ class MemoryBroker(Broker):
                 return HistoryResult(position, recovered=False)
             messages = tuple(kept[i] for i in range(len(kept) - missed, len(kept)))
             return HistoryResult(position, recovered=True, messages=messages)
-
-    async def presence_add(self, topic: str, conn_id: str, info: dict[str, Any]) -> None:
-        self._presence.setdefault(topic, {})[conn_id] = info
-
-    async def presence_remove(self, topic: str, conn_id: str) -> None:
-        entries = self._presence.get(topic)
-        if entries is not None:
-            entries.pop(conn_id, None)
-            if not entries:
-                del self._presence[topic]
-
-    async def presence(self, topic: str) -> dict[str, dict[str, Any]]:
-        return dict(self._presence.get(topic, {}))

@@ -121,11 +121,11 @@ class Tracker:
     # -- tracking --------------------------------------------------------------------
     async def join(self, topic: str, ref: str, entry: Entry) -> None:
         """Track (or re-track with a new meta) the connection ``ref`` on ``topic``."""
-        await self.node.broker.presence_add(topic, ref, entry.stored())
+        await self.node.broker.presence.add(topic, ref, entry.stored())
         await self.node.apublish(PREFIX + topic, "join", _dumps({"ref": ref, **entry.stored()}))
 
     async def leave(self, topic: str, ref: str) -> None:
-        await self.node.broker.presence_remove(topic, ref)
+        await self.node.broker.presence.remove(topic, ref)
         await self.node.apublish(PREFIX + topic, "leave", _dumps({"ref": ref}))
 
     # -- changes ---------------------------------------------------------------------
@@ -167,7 +167,7 @@ class Tracker:
             watcher.presence_frame(topic, text)
 
     async def _read(self, topic: str) -> dict[str, Entry]:
-        stored = await self.node.broker.presence(topic)
+        stored = await self.node.broker.presence.entries(topic)
         entries = {}
         for ref, value in stored.items():
             entry = Entry.from_stored(value)

@@ -1,0 +1,306 @@
+"""The Redis broker itself: publish, history, and running the scripts.
+
+**Publish** is one Lua script (``lua/publish.lua``): take the next offset, append to the
+stream, trim it by count and age, PUBLISH the message with its position inside. Redis
+runs a script alone, so offsets are contiguous and every process sees a topic in offset
+order, even with many publishers. The script is idempotent (a random receipt id per
+publish), so it is retried after a broken connection without being published twice;
+and it carries a deadline, so a publish stuck in a frozen Redis or a dead socket is
+refused when it finally arrives instead of appearing after the caller was told it
+failed.
+
+**Epochs** live in ``meta`` and are made by whichever script finds none: after a
+FLUSHALL, a restart without persistence or a long idle expiry, a topic gets a new
+epoch and ``history(since=old)`` answers ``recovered=False``.
+
+Delivery is the :class:`~tidings.brokers.redis.listener.PubSubListener`'s job, presence
+the :class:`~tidings.brokers.redis.presence.RedisPresence` store's; the broker runs both
+tasks between :meth:`RedisBroker.start` and :meth:`RedisBroker.close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import EqualJitterBackoff, NoBackoff
+from redis.retry import Retry
+
+from tidings.brokers.base import Broker, Deliver, HistoryResult
+from tidings.brokers.redis.listener import PubSubListener
+from tidings.brokers.redis.options import Names, Options, ms, new_id
+from tidings.brokers.redis.presence import RedisPresence
+from tidings.brokers.redis.scripts import SOURCES
+from tidings.core.messages import HistoryPolicy, Message, Position
+from tidings.exceptions import BrokerError
+
+logger = logging.getLogger("tidings.brokers.redis")
+
+RETRY = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError is a ConnectionError
+
+
+class RedisBroker(Broker):
+    presence: RedisPresence
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.options, self._redis_url = Options.split_url(url)
+        opts = self.options
+        parts = urlsplit(self._redis_url)
+        self._db = int(dict(parse_qsl(parts.query)).get("db") or parts.path.strip("/") or 0)
+        self.names = Names(opts.prefix, self._db)
+        self._backoff = EqualJitterBackoff(cap=2.0, base=0.05)
+        given = dict(parse_qsl(parts.query))
+        self._pool_kwargs: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": float(given.get("socket_timeout", 3.0)),
+            "socket_connect_timeout": float(given.get("socket_connect_timeout", 3.0)),
+            "max_connections": opts.max_connections,
+        }
+        self._timeout = float(self._pool_kwargs["socket_timeout"])
+        # A receipt outlives any attempt whose reply a publisher may still read.
+        connect = float(self._pool_kwargs["socket_connect_timeout"])
+        self._receipt_ms = ms(opts.publish_timeout + connect + self._timeout + 2)
+        self._sync = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                self._redis_url,
+                retry=Retry(NoBackoff(), 0),  # retried here, within the deadline
+                timeout=self._timeout,  # to wait for a free connection
+                **self._pool_kwargs,
+            )
+        )
+        self._publish_sync = self._sync.register_script(SOURCES["publish"])
+        self._where = self._describe()
+        # Asyncio state: bound to the loop that uses it (see _aio()).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._aio_client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._slots: asyncio.Semaphore | None = None
+        # The listener's and the presence store's tasks, owned by the broker's loop.
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listener = PubSubListener(
+            self._redis_url,
+            self._pool_kwargs,
+            self.names,
+            opts,
+            self._backoff,
+            self.history,
+            self._where,
+        )
+        self.presence = RedisPresence(self._call, self.names, opts, self._where)
+
+    def _describe(self) -> str:
+        kw = self._sync.connection_pool.connection_kwargs
+        return f"{kw.get('host', kw.get('path', '?'))}:{kw.get('port', '')}/{self._db}"
+
+    # -- publishing -------------------------------------------------------------------
+    def _publish_args(
+        self, topic: str, event: str, data_json: str, history: HistoryPolicy, formats: str | None
+    ) -> tuple[list[str], list[Any]]:
+        key = self.names.key
+        receipt = key(topic, f"r:{secrets.token_hex(8)}")
+        keys = [key(topic, "meta"), key(topic, "history"), receipt]
+        enabled = history.enabled
+        args = [
+            self.names.channel(topic),
+            event,
+            data_json,
+            formats or "",
+            -1 if formats is None else len(formats),
+            history.size if enabled else 0,
+            ms(history.ttl) if enabled else 0,
+            ms(self.options.meta_ttl),
+            int((time.time() + self.options.publish_timeout) * 1000),
+            new_id(),
+            self._receipt_ms,
+        ]
+        return keys, args
+
+    def publish(
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        history: HistoryPolicy,
+        formats_json: str | None = None,
+    ) -> Position:
+        keys, args = self._publish_args(topic, event, data_json, history, formats_json)
+        give_up = time.monotonic() + self.options.publish_timeout
+        failures = 0
+        while True:
+            try:
+                reply = self._publish_sync(keys=keys, args=args)
+            except RETRY as e:
+                failures += 1
+                pause = self._backoff.compute(failures)
+                if failures > self.options.retries or time.monotonic() + pause > give_up:
+                    raise BrokerError(self._unpublished(topic, e)) from e
+                time.sleep(pause)
+            except (redis.RedisError, OSError, UnicodeError) as e:
+                raise BrokerError(self._unpublished(topic, e)) from e
+            else:
+                return self._published(topic, reply)
+
+    async def apublish(
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        history: HistoryPolicy,
+        formats_json: str | None = None,
+    ) -> Position:
+        keys, args = self._publish_args(topic, event, data_json, history, formats_json)
+        try:
+            reply = await self._call("publish", keys, args)
+        except (redis.RedisError, OSError, UnicodeError) as e:
+            raise BrokerError(self._unpublished(topic, e)) from e
+        return self._published(topic, reply)
+
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one of the scripts; retry a broken connection until ``publish_timeout``
+        (every script may safely run twice), then raise what redis-py raised."""
+        self._aio()
+        assert self._slots is not None
+        give_up = time.monotonic() + self.options.publish_timeout
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.options.publish_timeout)
+        except TimeoutError:
+            n = self.options.max_connections
+            raise redis.ConnectionError(f"all {n} connections busy for too long") from None
+        try:
+            failures = 0
+            while True:
+                try:
+                    return await self._scripts[script](keys=keys, args=args)
+                except RETRY:
+                    failures += 1
+                    pause = self._backoff.compute(failures)
+                    if failures > self.options.retries or time.monotonic() + pause > give_up:
+                        raise
+                    await asyncio.sleep(pause)
+        finally:
+            self._slots.release()
+
+    def _unpublished(self, topic: str, error: BaseException) -> str:
+        return (
+            f"Could not publish to {topic!r} on Redis at {self._where}: {error}. It was not "
+            "published, unless Redis took it just as the connection failed."
+        )
+
+    def _published(self, topic: str, reply: list[Any]) -> Position:
+        if reply[0] == "ok":
+            return Position(reply[1], int(reply[2]))
+        if reply[0] == "again":
+            epoch, offset, _ = reply[1].split(" ")
+            return Position(epoch, int(offset))
+        skew = int(reply[1]) / 1000 - time.time()
+        raise BrokerError(
+            f"Redis at {self._where} refused the publish to {topic!r}: it arrived after its "
+            f"{self.options.publish_timeout}s deadline, so it was not published. "
+            + (
+                f"Redis's clock is {skew:+.1f}s from this machine's: synchronize them."
+                if abs(skew) > 1
+                else "Redis was slow or unreachable."
+            )
+        )
+
+    # -- history ------------------------------------------------------------------------
+    async def history(self, topic: str, since: Position | None) -> HistoryResult:
+        args = ["", 0] if since is None else [since.epoch, since.offset]
+        try:
+            reply = await self._call(
+                "history",
+                [self.names.key(topic, "meta"), self.names.key(topic, "history")],
+                [*args, new_id(), ms(self.options.meta_ttl)],
+            )
+        except (redis.RedisError, OSError) as e:
+            where = f"Redis at {self._where}"
+            raise BrokerError(f"Could not read {topic!r}'s history from {where}: {e}") from e
+        position = Position(reply[0], int(reply[1]))
+        if since is None:
+            return HistoryResult(position, recovered=True)
+        if not reply[2]:
+            return HistoryResult(position, recovered=False)
+        if len(reply) < 4:
+            return HistoryResult(position, recovered=True)
+        messages = tuple(self._entry(topic, entry, position.epoch) for entry in reversed(reply[3]))
+        expected = range(since.offset + 1, position.offset + 1)
+        if [m.position.offset for m in messages] != list(expected):
+            logger.error("%r: history is not contiguous after %s; not replaying it", topic, since)
+            return HistoryResult(position, recovered=False)
+        return HistoryResult(position, recovered=True, messages=messages)
+
+    @staticmethod
+    def _entry(topic: str, entry: list[Any], epoch: str) -> Message:
+        entry_id, fields = entry
+        f = dict(zip(fields[::2], fields[1::2], strict=True))
+        ms = int(entry_id.partition("-")[0])
+        return Message(topic, f["e"], f["d"], Position(epoch, int(f["o"])), ms / 1000, f.get("f"))
+
+    # -- asyncio clients ------------------------------------------------------------------
+    def _aio(self) -> aioredis.Redis:
+        """The asyncio client of the running loop (made anew when the loop changes)."""
+        loop = asyncio.get_running_loop()
+        client = self._aio_client
+        if client is None or self._loop is not loop:
+            client = self._aio_client = aioredis.Redis(
+                connection_pool=aioredis.ConnectionPool.from_url(
+                    self._redis_url, retry=AsyncRetry(NoBackoff(), 0), **self._pool_kwargs
+                )
+            )
+            self._loop = loop
+            # Callers queue here in turn (FIFO), not in the pool, where some could starve.
+            self._slots = asyncio.Semaphore(self.options.max_connections)
+            self._scripts = {name: client.register_script(SOURCES[name]) for name in SOURCES}
+        return client
+
+    # -- running ------------------------------------------------------------------------
+    async def start(self, deliver: Deliver) -> None:
+        self._aio()
+        self._listener.deliver = deliver
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._listener.run(), name="tidings-redis-pubsub"),
+                loop.create_task(self.presence.refresh(), name="tidings-redis-presence"),
+            ]
+            for task in self._tasks:
+                task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Both tasks run until close(): say so loudly if one ends any other way."""
+        if task in self._tasks:
+            self._listener.connected = False
+            error = None if task.cancelled() else task.exception()
+            logger.critical("%s ended (%r): this process no longer gets messages from Redis",
+                            task.get_name(), error)  # fmt: skip
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._listener.clear()
+        client, self._aio_client = self._aio_client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.aclose(close_connection_pool=True)
+        self._sync.connection_pool.disconnect()
+
+    def health(self) -> dict[str, Any]:
+        """Whether the pub/sub connection is up, how often it came back, the last error."""
+        return self._listener.health()
+
+    async def subscribe(self, topic: str) -> None:
+        if not self._tasks:
+            raise BrokerError("The Redis broker is not started: call start() first.")
+        await self._listener.subscribe(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        await self._listener.unsubscribe(topic)
