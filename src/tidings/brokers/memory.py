@@ -1,8 +1,8 @@
 """The in-process broker: history in ring buffers, presence in dicts. One process only.
 
-Publishing is thread-safe: a lock orders appends, and deliveries go through one FIFO
-outbox drained on the event loop that started the broker, so subscribers see every
-topic in offset order whichever thread published.
+Publishing is thread-safe: a lock orders appends, and deliveries from other threads
+are handed off through one FIFO drained on the event loop that started the broker, so
+subscribers see every topic in offset order whichever thread published.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class MemoryBroker(Broker):
         self._lock = threading.Lock()
         self._streams: dict[str, _Stream] = {}
         self._policies: dict[str, HistoryPolicy] = {}
-        self._outbox: deque[Message] = deque()
+        self._handoff: deque[Message] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Deliver | None = None
         self._drain_scheduled = False
@@ -79,7 +79,7 @@ class MemoryBroker(Broker):
         with self._lock:
             self._loop = None
             self._deliver = None
-            self._outbox.clear()
+            self._handoff.clear()
             self._drain_scheduled = False
 
     async def subscribe(self, topic: str) -> None:
@@ -112,11 +112,11 @@ class MemoryBroker(Broker):
             if loop is None:
                 return position
             on_loop = asyncio._get_running_loop() is loop
-            if on_loop and not self._outbox:
+            if on_loop and not self._handoff:
                 direct = True  # nothing from other threads waits: deliver it here, now
             else:
                 direct = False
-                self._outbox.append(message)
+                self._handoff.append(message)
                 schedule = not self._drain_scheduled
                 self._drain_scheduled = True
         deliver = self._deliver
@@ -140,15 +140,15 @@ class MemoryBroker(Broker):
         return self.publish(topic, event, data_json, history, formats_json)
 
     def _drain(self) -> None:
-        """Deliver the outbox in order; runs on the broker's loop only."""
-        outbox = self._outbox
+        """Deliver what was handed off, in order; runs on the broker's loop only."""
+        handoff = self._handoff
         while True:
             with self._lock:
-                if not outbox:
+                if not handoff:
                     self._drain_scheduled = False
                     return
-                batch = list(outbox)
-                outbox.clear()
+                batch = list(handoff)
+                handoff.clear()
             deliver = self._deliver
             if deliver is not None:
                 for message in batch:
