@@ -1,10 +1,15 @@
-"""Small helpers for the HTTP transport tests: an SSE event reader over httpx."""
+"""Small helpers for the HTTP transport tests: an SSE event reader over httpx, and
+conditions to wait on (a server's subscribers, Pushpin's subscriptions) instead of sleeps."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -78,3 +83,49 @@ async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met in {timeout}s (last: {value!r})")
         await asyncio.sleep(interval)
+
+
+def hub_subscribers(url: str, topic: str) -> int:
+    """How many subscribers the server process at ``url`` holds on ``topic`` (sync)."""
+    r = httpx.get(f"{url}/test/hub", params={"topic": topic}, timeout=10)
+    r.raise_for_status()
+    return int(r.json()["subscribers"])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll a sync predicate until it is truthy; return its value or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s (last: {value!r})")
+        time.sleep(interval)
+
+
+def pushpin_subscribes(proxy: Any, channel: str) -> int:
+    """How many times Pushpin has subscribed a connection to ``channel`` so far.
+
+    Pushpin's handler logs ``subscribe <uri> channel=<channel>`` (at info, the
+    ``log_level=2`` of docs/deploy.md's configuration) when it adds a held request or a
+    WebSocket to the channel's receivers, i.e. from when a publish on it reaches that
+    connection. Pushpin has no other inspection of its subscriptions short of its ZeroMQ
+    stats socket. Count before, then wait for the count to grow.
+    """
+    try:
+        with open(os.path.join(proxy.rundir, "pushpin-handler.log"), errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return 0
+    line = rf"^\[INFO\] .* subscribe \S+ channel={re.escape(channel)}( retry)?$"
+    return len(re.findall(line, text, re.M))
+
+
+async def wait_pushpin_subscribed(proxy: Any, channel: str, before: int = 0) -> None:
+    """Wait until Pushpin has subscribed one more connection to ``channel`` than ``before``."""
+
+    async def more() -> bool:
+        return pushpin_subscribes(proxy, channel) > before
+
+    await wait_for(more)

@@ -13,21 +13,43 @@ import httpx
 import pytest
 
 from tests.conftest import APP, server_env
-from tests.http_helpers import next_event, sse_events
+from tests.http_helpers import hub, next_event, sse_events, wait_for
 from tests.nginx_server import nginx
 from tests.redis_server import redis_server
-from tidings.testing import Client, live_server
+from tidings.testing import Client, LiveServer, live_server
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[str]:
+def deployment() -> Iterator[tuple[str, list[LiveServer]]]:
+    """nginx's URL, and the two tidings processes behind it."""
     with (
         redis_server() as redis,
         live_server(APP, env=server_env({"BROKER": redis.url})) as one,
         live_server(APP, env=server_env({"BROKER": redis.url})) as two,
         nginx([one.port, two.port]) as url,
     ):
-        yield url
+        yield url, [one, two]
+
+
+@pytest.fixture(scope="module")
+def stack(deployment) -> str:
+    return deployment[0]
+
+
+async def held(backends: list[LiveServer], topic: str) -> int:
+    """Requests held on ``topic`` by the processes behind nginx, whichever got them."""
+    return sum([(await hub(s, topic))["subscribers"] for s in backends])
+
+
+async def wait_held(backends: list[LiveServer], topic: str, request: asyncio.Task) -> None:
+    """Return once a process holds ``request`` (it is unanswered and subscribed): a
+    publish before then would be read from history by a late request, held or not."""
+
+    async def holding() -> bool:
+        return request.done() or await held(backends, topic) > 0
+
+    await wait_for(holding)
+    assert not request.done(), "answered before it was held"
 
 
 def ws(url: str) -> Client:
@@ -65,26 +87,30 @@ async def test_sse_through_nginx_is_not_buffered(stack):
         assert time.monotonic() - start < 2
 
 
-async def test_long_poll_and_a_held_view_through_nginx(stack):
-    async with httpx.AsyncClient(base_url=stack, timeout=30) as http, ws(stack) as pub:
-        first = (
-            await http.get("/realtime/poll", params={"topic": "test.nginx-lp", "timeout": 0})
-        ).json()
-        held = asyncio.create_task(
+async def test_long_poll_and_a_held_view_through_nginx(deployment):
+    url, backends = deployment
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http, ws(url) as pub:
+        topic = "test.nginx-lp"
+        first = (await http.get("/realtime/poll", params={"topic": topic, "timeout": 0})).json()
+        await wait_for(lambda: _none_held(backends, topic))  # the poll above has left
+        poll = asyncio.create_task(
             http.get(
-                "/realtime/poll",
-                params={"topic": "test.nginx-lp", "since": first["since"], "timeout": 20},
+                "/realtime/poll", params={"topic": topic, "since": first["since"], "timeout": 20}
             )
         )
-        await asyncio.sleep(0.5)
-        await pub.publish("test.nginx-lp", "released")
-        assert [m["data"] for m in (await held).json()["messages"]] == ["released"]
+        await wait_held(backends, topic, poll)
+        await pub.publish(topic, "released")
+        assert [m["data"] for m in (await poll).json()["messages"]] == ["released"]
 
         headline = (await http.post("/headlines/")).json()
-        url = f"/headlines/{headline['id']}/"
-        etag = (await http.get(url)).headers["etag"]
-        wait = asyncio.create_task(http.get(url, headers={"If-None-Match": etag, "Wait": "20"}))
-        await asyncio.sleep(0.5)
-        await http.put(url, json={"type": "normal", "text": "via nginx"})
+        path, topic = f"/headlines/{headline['id']}/", f"headlines.{headline['id']}"
+        etag = (await http.get(path)).headers["etag"]
+        wait = asyncio.create_task(http.get(path, headers={"If-None-Match": etag, "Wait": "20"}))
+        await wait_held(backends, topic, wait)
+        await http.put(path, json={"type": "normal", "text": "via nginx"})
         answer = await wait
         assert answer.status_code == 200 and answer.json()["text"] == "via nginx"
+
+
+async def _none_held(backends: list[LiveServer], topic: str) -> bool:
+    return await held(backends, topic) == 0

@@ -11,9 +11,15 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.http_helpers import next_event, sse_events
+from tests.http_helpers import (
+    next_event,
+    pushpin_subscribes,
+    sse_events,
+    wait_pushpin_subscribed,
+    wait_until,
+)
 from tests.pushpin_server import Pushpin, grip_stack
-from tests.test_headlines import articles_curl_session, curl, put
+from tests.test_headlines import articles_curl_session, curl, put, topic_of
 from tidings.testing import LiveServer
 
 
@@ -31,8 +37,26 @@ def headline(stack) -> str:
     return f"{proxy.url}/headlines/{json.loads(body)['id']}/"
 
 
+def held_by_pushpin(proxy: Pushpin, channel: str):
+    """The check behind Pushpin, where the backend holds nothing: Pushpin logs that it
+    subscribed one more request to the channel, and the request is still unanswered."""
+
+    def held_check():
+        before = pushpin_subscribes(proxy, channel)
+
+        def until_held(done):
+            wait_until(lambda: done() or pushpin_subscribes(proxy, channel) > before)
+            assert not done(), "answered before it was held"
+
+        return until_held
+
+    return held_check
+
+
 def test_the_articles_curl_session_through_pushpin(stack, headline):
-    seen = articles_curl_session(headline)  # the same session as without a proxy
+    _, proxy = stack
+    # the same session as without a proxy; the hold is on the headline's own channel
+    seen = articles_curl_session(headline, held_by_pushpin(proxy, topic_of(headline)))
     assert not any(h.startswith("grip-") for headers in seen for h in headers)  # stays in Pushpin
 
 
@@ -45,12 +69,17 @@ def test_a_stale_etag_answers_at_once(headline):
     assert time.monotonic() - start < 5
 
 
-async def test_sse_through_pushpin(headline):
+async def test_sse_through_pushpin(stack, headline):
+    _, proxy = stack
+    channel = topic_of(headline)
+    before = pushpin_subscribes(proxy, channel)
     async with httpx.AsyncClient(timeout=10) as http:
         async with http.stream("GET", headline, headers={"Accept": "text/event-stream"}) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             events = sse_events(r)
-            await asyncio.sleep(0.5)
+            # the response's start can reach us before Pushpin's handler has put the
+            # stream on the channel: a PUT before then would not reach it
+            await wait_pushpin_subscribed(proxy, channel, before)
             _, headers, _ = await asyncio.to_thread(put, headline, type="sse", text="one")
             e = await next_event(events)
             assert e.event == "update" and json.loads(e.data)["text"] == "one"
@@ -62,8 +91,10 @@ async def test_sse_through_pushpin(headline):
 
 async def test_websocket_through_pushpin(stack, headline):
     _, proxy = stack
+    channel = topic_of(headline)
+    before = pushpin_subscribes(proxy, channel)
     async with connect(headline.replace("http://", "ws://"), origin=proxy.url) as ws:
-        await asyncio.sleep(0.5)
+        await wait_pushpin_subscribed(proxy, channel, before)  # the socket is on the channel
         await asyncio.to_thread(put, headline, type="ws", text="over the socket")
         update = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert update["type"] == "ws" and update["text"] == "over the socket"

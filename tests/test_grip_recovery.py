@@ -12,7 +12,7 @@ import os
 import httpx
 
 from tests.conftest import APP, server_env
-from tests.http_helpers import next_event, sse_events
+from tests.http_helpers import next_event, sse_events, wait_pushpin_subscribed
 from tests.pushpin_server import grip_stack
 from tests.redis_server import redis_server
 from tests.test_headlines import curl, put
@@ -29,6 +29,8 @@ async def test_a_publish_pushpin_missed_is_recovered_from_history(tmp_path):
             _, _, body = await asyncio.to_thread(curl, "-X", "POST", f"{proxy.url}/headlines/")
             hid = json.loads(body)["id"]
             via_proxy = f"{proxy.url}/headlines/{hid}/"
+            _, headers, _ = await asyncio.to_thread(curl, via_proxy)
+            since = headers["etag"].strip('"')  # where the streams start
             async with httpx.AsyncClient(timeout=15) as http:
                 sse = f"{proxy.url}/realtime/sse?topic=headlines.{hid}"
                 accept = {"Accept": "text/event-stream"}
@@ -38,10 +40,22 @@ async def test_a_publish_pushpin_missed_is_recovered_from_history(tmp_path):
                 ):
                     held_events, endpoint_events = sse_events(held), sse_events(endpoint)
                     await next_event(endpoint_events)  # tidings.open
-                    await asyncio.sleep(0.5)
+                    # both streams are on their channels in Pushpin (the view's hold on
+                    # the topic's, the endpoint on tidings.t.<topic>)
+                    await wait_pushpin_subscribed(proxy, f"headlines.{hid}")
+                    await wait_pushpin_subscribed(proxy, f"tidings.t.headlines.{hid}")
                     # published where Pushpin is not told: only history has it
-                    await asyncio.to_thread(put, f"{b.url}/headlines/{hid}/", type="lost")
-                    await asyncio.sleep(0.3)
+                    _, headers, _ = await asyncio.to_thread(
+                        put, f"{b.url}/headlines/{hid}/", type="lost"
+                    )
+                    lost = headers["etag"].strip('"')
+                    # the server Pushpin will ask to recover already has it in history
+                    # (shared Redis: as soon as b's PUT was answered, so no wait)
+                    r = await http.get(
+                        f"{server.url}/realtime/poll",
+                        params={"topic": f"headlines.{hid}", "since": since, "timeout": 0},
+                    )
+                    assert [m["position"] for m in r.json()["messages"]] == [lost]
                     await asyncio.to_thread(put, f"{server.url}/headlines/{hid}/", type="next")
                     for events in (held_events, endpoint_events):
                         got = [json.loads((await next_event(events)).data)["type"] for _ in "12"]

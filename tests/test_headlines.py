@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,7 +18,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import need
-from tests.http_helpers import next_event, sse_events
+from tests.http_helpers import hub, hub_subscribers, next_event, sse_events, wait_for, wait_until
+from tidings.testing import LiveServer
 
 
 def curl(*args: str, timeout: float = 30) -> tuple[int, dict[str, str], str]:
@@ -52,9 +54,18 @@ def put(url: str, **fields: str) -> tuple[int, dict[str, str], str]:
     return curl("-X", "PUT", "-H", "Content-Type: application/json", "-d", json.dumps(fields), url)
 
 
-def articles_curl_session(headline: str) -> list[dict[str, str]]:
+HeldCheck = Callable[[], Callable[[Callable[[], bool]], None]]
+
+
+def articles_curl_session(headline: str, held_check: HeldCheck) -> list[dict[str, str]]:
     """The article's session on ``headline``, with curl: GET + ETag, 304, a ``Wait`` that
-    times out into 304, a ``Wait`` released by a PUT. Returns every answer's headers."""
+    times out into 304, a ``Wait`` released by a PUT. Returns every answer's headers.
+
+    ``held_check()`` is called before the released ``Wait`` is sent and returns
+    ``until_held(done)``, which returns once whoever holds requests (this server, or
+    Pushpin) shows that request held, and fails if ``done()`` (it was answered) first.
+    The PUT is sent only then: a request that came after the PUT would be answered from
+    history, at once, with the same 200, and prove nothing about holding."""
     seen = []
     status, headers, body = curl(headline)  # the current value with an ETag
     seen.append(headers)
@@ -81,9 +92,11 @@ def articles_curl_session(headline: str) -> list[dict[str, str]]:
             )
         )
     )
+    until_held = held_check()
     start = time.monotonic()
     held.start()
-    time.sleep(0.7)
+    until_held(lambda: not held.is_alive())
+    assert held.is_alive() and not result  # held, not answered
     status, headers, body = put(headline, type="normal", text="hello to the world")
     assert status == 200
     new_etag = headers["etag"]
@@ -100,8 +113,28 @@ def articles_curl_session(headline: str) -> list[dict[str, str]]:
     return seen
 
 
-def test_the_articles_curl_session(headline):
-    articles_curl_session(headline)
+def topic_of(headline: str) -> str:
+    return "headlines." + headline.rstrip("/").rsplit("/", 1)[1]
+
+
+def held_by_server(server: LiveServer, topic: str) -> HeldCheck:
+    """The check for a server that holds the request itself: its hub has a subscriber."""
+
+    def held_check() -> Callable[[Callable[[], bool]], None]:
+        # the timed-out Wait before may still be leaving the hub: start from none
+        wait_until(lambda: hub_subscribers(server.url, topic) == 0)
+
+        def until_held(done: Callable[[], bool]) -> None:
+            wait_until(lambda: done() or hub_subscribers(server.url, topic) > 0)
+            assert not done(), "answered before it was held"
+
+        return until_held
+
+    return held_check
+
+
+def test_the_articles_curl_session(server, headline):
+    articles_curl_session(headline, held_by_server(server, topic_of(headline)))
 
 
 def test_a_get_that_is_stale_answers_at_once(headline):
@@ -163,10 +196,15 @@ async def test_sse_on_the_same_url_streams_updates(headline):
             assert f'"{e.id}"' == headers["etag"]  # the event id is the ETag's position
 
 
+async def subscribed(server: LiveServer, topic: str) -> bool:
+    return (await hub(server, topic))["subscribers"] > 0
+
+
 async def test_websocket_on_the_same_url_receives_each_update(server, headline):
     ws_url = headline.replace("http://", "ws://")
+    topic = topic_of(headline)
     async with connect(ws_url, origin=server.url) as ws:
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: subscribed(server, topic))  # the view's hold is listening
         await asyncio.to_thread(put, headline, type="ws", text="over the socket")
         update = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert update["type"] == "ws" and update["text"] == "over the socket"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 
 import httpx
 import pytest
 
-from tests.http_helpers import hub, wait_for
-from tidings.testing import Client
+from tests.http_helpers import hub, next_event, sse_events, wait_for
+from tidings.testing import Client, RequestFailed
 
 
 async def publish(server, topic, data):
@@ -108,21 +109,20 @@ async def test_several_topics_and_an_unrecoverable_since(server):
 
 
 @pytest.mark.parametrize(
-    ("params", "code"),
+    ("params", "status", "code"),
     [
-        ({"topic": "test.x", "timeout": "soon"}, "bad_request"),
-        ({"topic": "test.x", "timeout": "-1"}, "bad_request"),
-        ({"topic": "test.x", "timeout": "1000"}, "bad_request"),
-        ({"topic": "test.x", "since": "zzz"}, "bad_request"),
-        ({"topic": "no/slashes"}, "invalid_topic"),
-        ({"topic": "private.x"}, "forbidden"),
+        ({"topic": "test.x", "timeout": "soon"}, 400, "bad_request"),
+        ({"topic": "test.x", "timeout": "-1"}, 400, "bad_request"),
+        ({"topic": "test.x", "timeout": "1000"}, 400, "bad_request"),
+        ({"topic": "test.x", "since": "zzz"}, 400, "bad_request"),
+        ({"topic": "no/slashes"}, 400, "invalid_topic"),
+        ({"topic": "private.x"}, 403, "forbidden"),
     ],
 )
-async def test_bad_polls(server, params, code):
+async def test_bad_polls(server, params, status, code):
     async with httpx.AsyncClient(base_url=server.url) as http:
         r = await http.get("/realtime/poll", params=params)
-    assert r.status_code in (400, 403)
-    assert r.json()["error"]["code"] == code
+    assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text
 
 
 async def test_a_poll_that_is_abandoned_leaves_nothing_behind(server):
@@ -210,23 +210,44 @@ async def test_http_publish_with_a_session_needs_the_csrf_token(server):
 
 
 async def test_same_private_topic_same_answer_on_every_transport(server):
+    """Allowed everywhere with a session, refused everywhere without one, each transport
+    with its form of the same answer: ``forbidden`` (over HTTP a 403 naming the topic)."""
     from tests.test_websocket import login
 
+    topic = "members.same"
     cookies = await asyncio.to_thread(login, server, "dave", "pw-dave-1")
-    for jar, allowed in ((cookies, True), ({}, False)):
+
+    def refusal(r: httpx.Response) -> tuple[int, str, str]:
+        error = r.json()["error"]
+        return r.status_code, error["code"], error.get("topic")
+
+    async def over_ws(jar) -> object:
         async with Client(server.ws_url, origin=server.url, cookies=jar) as ws:
             try:
-                await ws.subscribe("members.same")
-                ws_ok = True
-            except Exception:
-                ws_ok = False
+                reply = await ws.subscribe(topic)
+            except RequestFailed as e:
+                return e.code
+            return "ok" if reply["topic"] == topic else reply
+
+    async def over_poll(http: httpx.AsyncClient) -> object:
+        r = await http.get("/realtime/poll", params={"topic": topic, "timeout": 0})
+        return "ok" if r.status_code == 200 and topic in r.json()["topics"] else refusal(r)
+
+    async def over_sse(http: httpx.AsyncClient) -> object:
+        async with http.stream("GET", "/realtime/sse", params={"topic": topic}) as r:
+            if r.status_code != 200:
+                await r.aread()
+                return refusal(r)
+            opened = await next_event(sse_events(r))
+            return "ok" if topic in json.loads(opened.data)["topics"] else opened
+
+    for jar, expected in (
+        (cookies, ("ok", "ok", "ok")),
+        ({}, ("forbidden", (403, "forbidden", topic), (403, "forbidden", topic))),
+    ):
         async with httpx.AsyncClient(base_url=server.url, cookies=jar, timeout=10) as http:
-            poll_ok = (
-                await http.get("/realtime/poll", params={"topic": "members.same", "timeout": 0})
-            ).status_code == 200
-            async with http.stream("GET", "/realtime/sse", params={"topic": "members.same"}) as r:
-                sse_ok = r.status_code == 200
-        assert (ws_ok, sse_ok, poll_ok) == (allowed, allowed, allowed)
+            answers = (await over_ws(jar), await over_sse(http), await over_poll(http))
+        assert answers == expected
 
 
 async def test_health(server):

@@ -129,15 +129,24 @@ async def test_anonymous_watchers_are_not_members(server, users):
     async with Client(server.ws_url, origin=server.url) as anon:
         await anon.subscribe(topic, presence={"state": "viewing"})
         w = Watcher(anon, topic)
-        await w.next()
+        assert (await w.next())["op"] == "presence"
         assert w.state == {}  # the member function said None: watching, not tracked
         async with Client(server.ws_url, origin=server.url, cookies=users["bob"]) as b:
             await b.subscribe(topic, presence=True)  # true: watch only
-            await asyncio.sleep(0.3)
-            assert w.state == {}
             with pytest.raises(RequestFailed) as e:
                 await b.request("presence", topic=topic, meta={"state": "x"})
             assert e.value.code == "bad_request"  # a watcher has no meta to update
+            # a member joins after the two watchers: the first change anyone is told of is
+            # that join alone; a join of either watcher would have come before it
+            async with Client(server.ws_url, origin=server.url, cookies=users["alice"]) as a:
+                await a.subscribe(topic, presence={"state": "editing"})
+                diff = await w.next()
+                assert diff["op"] == "presence_diff"
+                assert (list(diff["joins"]), diff["leaves"]) == (["alice"], {})
+                assert summary(w.state) == {"alice": ["editing"]}
+                for c in (anon, b, a):  # and asked now, the server shows alice alone
+                    reply = await c.request("presence", topic=topic)
+                    assert summary(reply["state"]) == {"alice": ["editing"]}
 
 
 async def test_counts_only(server, users):

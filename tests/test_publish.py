@@ -10,6 +10,7 @@ import pytest
 from django.db import transaction
 
 import tidings
+from tests.http_helpers import wait_for
 from tidings.core.messages import Message
 from tidings.server.node import get_node
 from tidings.testing import Client
@@ -79,11 +80,18 @@ async def test_publish_from_threads_and_apublish_reach_local_subscribers(local_n
     for t in threads:
         t.start()
     await tidings.apublish("test.local", "async", event="note")
-    while any(t.is_alive() for t in threads):
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
-    assert len(sub.messages) == 151
-    assert [m.position.offset for m in sub.messages] == list(range(1, 152))
+    for t in threads:
+        await asyncio.to_thread(t.join)
+    # a marker published after all of them: once it is delivered, so is everything before
+    # it (delivery is in position order), and nothing is left to come but it
+    await tidings.apublish("test.local", "end", event="marker")
+
+    async def marker_delivered() -> bool:
+        return any(m.event == "marker" for m in sub.messages)
+
+    await wait_for(marker_delivered)
+    assert [m.position.offset for m in sub.messages] == list(range(1, 153))
+    assert (sub.messages[-1].event, sub.messages[-1].data) == ("marker", "end")
     assert any(m.event == "note" and m.data == "async" for m in sub.messages)
     await local_node.unsubscribe("test.local", sub)
 
