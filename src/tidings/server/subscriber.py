@@ -67,9 +67,10 @@ class Outlet(Protocol):
     """Where a subscriber's queue goes (centrifuge's ``Transport``)."""
 
     gone: bool  # the client is gone: nothing more can be written
+    frames: bool  # it writes live messages as their WebSocket frame: queue that text
 
-    def attach(self, queue: Queue[Output]) -> None: ...
-    def write_now(self, item: Output) -> bool:
+    def attach(self, queue: Queue[Output | str]) -> None: ...
+    def write_now(self, item: Output | str) -> bool:
         """Write ``item`` at once if that costs nothing now; ``False``: queue it."""
 
     def wake(self) -> None:
@@ -84,14 +85,15 @@ class Mailbox:
 
     __slots__ = ("_waiter",)
     gone = False
+    frames = False
 
     def __init__(self) -> None:
         self._waiter: asyncio.Future[None] | None = None
 
-    def attach(self, queue: Queue[Output]) -> None:
+    def attach(self, queue: Queue[Output | str]) -> None:
         pass
 
-    def write_now(self, item: Output) -> bool:
+    def write_now(self, item: Output | str) -> bool:
         return False
 
     def wake(self) -> None:
@@ -120,6 +122,7 @@ class Subscriber:
     __slots__ = (
         "__weakref__",
         "_entries",
+        "_frames",
         "closing",
         "id",
         "node",
@@ -142,8 +145,9 @@ class Subscriber:
         self.node = node
         self.user = user
         self.session = Session(node.limits, features)
-        self.queue: Queue[Output] = Queue(node.settings.queue_size)
+        self.queue: Queue[Output | str] = Queue(node.settings.queue_size)
         self.outlet = outlet
+        self._frames = outlet.frames
         outlet.attach(self.queue)
         self.closing: tuple[int, str] | None = None
         self._entries: dict[str, Entry] | None = None  # its presence entries, by topic
@@ -161,13 +165,23 @@ class Subscriber:
         audience = message.audience
         if audience is not None and not audience.visible(self.user, message.data.get("data")):
             return  # a model feed's row this user may not see
-        self._put(message, message.key, message.eager)
+        if self.closing is not None:
+            return
+        # the hot path, inlined: the frame itself when the outlet writes protocol frames
+        item: Output | str = message.ws_frame if self._frames else message
+        queue, outlet = self.queue, self.outlet
+        if message.eager and not queue and outlet.write_now(item):
+            return
+        if queue.put(item, message.key):
+            outlet.wake()
+        else:
+            self._overflow()
 
     def presence_frame(self, topic: str, frame: str) -> None:
         """A presence state or diff of a watched topic."""
         self._put(PresenceFrame(topic, frame))
 
-    def _put(self, item: Output, key: str | None = None, eager: bool = True) -> None:
+    def _put(self, item: Output | str, key: str | None = None, eager: bool = True) -> None:
         if self.closing is not None:
             return
         outlet = self.outlet
@@ -181,12 +195,12 @@ class Subscriber:
     def _emit(self, outputs: list[Output]) -> None:
         """Queue a step's outputs in order; replayed messages bypass the queue's limit
         (a replay is bounded by the history kept)."""
-        replay: list[Output] = []
+        replay: list[Output | str] = []
         for output in outputs:
             if type(output) is Message:
                 audience = output.audience
                 if audience is None or audience.visible(self.user, output.data.get("data")):
-                    replay.append(output)
+                    replay.append(output.ws_frame if self._frames else output)
                 continue
             if replay:
                 self._replay(replay)
@@ -195,7 +209,7 @@ class Subscriber:
         if replay:
             self._replay(replay)
 
-    def _replay(self, items: list[Output]) -> None:
+    def _replay(self, items: list[Output | str]) -> None:
         if self.closing is None:
             self.queue.replay(items)
             self.outlet.wake()
@@ -271,8 +285,8 @@ class Subscriber:
         return await self.outlet.wait(timeout)
 
     def take(self) -> list[Output]:
-        """HTTP: everything queued, oldest first."""
-        return self.queue.pop_all()
+        """HTTP: everything queued, oldest first (outputs: a mailbox queues no frames)."""
+        return self.queue.pop_all()  # type: ignore[return-value]
 
     # -- what the session asks -----------------------------------------------------------
     async def _perform(self, ask: Ask) -> Any:

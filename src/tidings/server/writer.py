@@ -62,26 +62,29 @@ class _Resume:
 class Writer:
     """A subscriber's outlet on a WebSocket (:class:`~tidings.server.subscriber.Outlet`)."""
 
-    __slots__ = ("_close_sent", "_closing", "_queue", "_render", "_send", "_task", "gone")
+    __slots__ = ("_close_sent", "_closing", "_queue", "_render", "_send", "_task", "frames", "gone")
 
-    def __init__(self, send: Send, render: Render) -> None:
+    def __init__(self, send: Send, render: Render, *, frames: bool = False) -> None:
+        """``render`` makes an output's text; ``frames``: live messages are queued as
+        their WebSocket frame already (``/realtime/ws``), not rendered one by one."""
         self._send = send
         self._render = render
-        self._queue: Queue[Output] | None = None
+        self.frames = frames
+        self._queue: Queue[Output | str] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing: tuple[int, str] | None = None
         self._close_sent = False
         self.gone = False  # the client went away: a send failed
 
-    def attach(self, queue: Queue[Output]) -> None:
+    def attach(self, queue: Queue[Output | str]) -> None:
         self._queue = queue
 
-    def write_now(self, item: Output) -> bool:
+    def write_now(self, item: Output | str) -> bool:
         """Write ``item`` in place if the socket is idle (``False``: queue it instead)."""
         if self._task is not None:
             return False
         if not self.gone:
-            text = self._render(item)
+            text = item if type(item) is str else self._render(item)  # type: ignore[arg-type]
             if text is not None:
                 self._send_now({"type": "websocket.send", "text": text})
         return True
@@ -127,7 +130,7 @@ class Writer:
             if first is not None:
                 await first
             while queue is not None and (item := queue.pop()) is not None:
-                text = render(item)
+                text = item if type(item) is str else render(item)  # type: ignore[arg-type]
                 if text is not None:
                     await send({"type": "websocket.send", "text": text})
             if self._closing is not None and not self._close_sent:

@@ -47,7 +47,7 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     user = await user_from_headers(scope.get("headers", []))
     await node.start()
     await send({"type": "websocket.accept"})
-    writer = Writer(send, ws_text)
+    writer = Writer(send, ws_text, frames=True)
     subscriber = Subscriber(node, user, writer)
     session = subscriber.session
     try:
