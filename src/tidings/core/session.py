@@ -107,6 +107,7 @@ class Session:
         "_refilled",
         "_strikes",
         "_tokens",
+        "busy",
         "clock",
         "features",
         "limits",
@@ -126,6 +127,7 @@ class Session:
         self.topics: set[str] = set()
         self.watching: dict[str, bool] = {}  # topics whose presence it watches -> tracked
         self._joins = _Joins()
+        self.busy = False  # see _settle
         self._outputs: list[Output] = []
         self._tokens = float(limits.burst)
         self._refilled = clock()
@@ -188,11 +190,11 @@ class Session:
         self._outputs.append(output)
 
     # -- live messages -------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        """Is a join recent enough that :meth:`admit` must see live messages?"""
+    def _settle(self) -> None:
+        """Is a join recent enough that :meth:`admit` must see live messages? (Kept in
+        :attr:`busy`, a plain attribute: the hub reads it for every live message.)"""
         joins = self._joins
-        return bool(joins.pending or joins.floors or joins.guards)
+        self.busy = bool(joins.pending or joins.floors or joins.guards)
 
     def admit(self, message: Message) -> bool:
         """Should a live ``message`` go out now? (``False``: held for a join, or already
@@ -208,11 +210,13 @@ class Session:
             if p.epoch == floor.epoch and p.offset <= floor.offset:
                 return False
             del joins.floors[topic]
+            self._settle()
         guard = joins.guards.get(topic)
         if guard is not None:
             until, snapshot = guard
             if self.clock() > until:
                 del joins.guards[topic]
+                self._settle()
             elif not snapshot.passes(message):
                 return False
         return True
@@ -279,6 +283,7 @@ class Session:
         topic, since, joins = request.topic, request.since, self._joins
         self.topics.add(topic)
         pending = joins.pending[topic] = []
+        self.busy = True
         rows: list[Row] | None = None
         try:
             yield Listen(topic)
@@ -292,12 +297,14 @@ class Session:
             raise
         finally:
             joins.pending.pop(topic, None)  # (kept in topics on cancellation: left on close)
+            self._settle()
         now = result.position
         live = [
             m for m in pending if m.position.epoch != now.epoch or m.position.offset > now.offset
         ]
         messages = [*result.messages, *live]
         joins.floors[topic] = messages[-1].position if messages else now
+        self.busy = True
         start = since if since is not None and result.recovered else now
         recovered = None if since is None else result.recovered
         self._out(Joined(request.id, topic, now, recovered, start))
@@ -325,6 +332,7 @@ class Session:
         """Stop listening to ``topic`` and watching its presence."""
         self.topics.discard(topic)
         self._joins.forget(topic)
+        self._settle()
         yield Unlisten(topic)
         if topic in self.watching:
             if self.watching.pop(topic):
