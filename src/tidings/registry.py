@@ -196,10 +196,13 @@ def lookup(topic: str, settings: Settings) -> TopicInfo:
     The cache keeps the ``CACHE_SIZE`` topics looked up last (the oldest goes first);
     it is forgotten when a declaration is added or the settings object changes.
     """
+    info = _cache.get(topic)
+    if info is not None and _cached_for[0] is settings:
+        return info
     if _cached_for[0] is not settings:
         _cache.clear()
         _cached_for[0] = settings
-    info = _cache.get(topic)
+        info = None
     if info is None:
         info = _resolve(topic, settings)
         if len(_cache) >= CACHE_SIZE:

@@ -7,7 +7,8 @@
   is the one place a client's JSON becomes a request or an :class:`Error`.
 - **Outputs** (:class:`Joined`, :class:`Answer`, :class:`Error`, :class:`Snapshot`,
   :class:`PresenceFrame`, :class:`Close`) are what the session tells the client, in
-  order; each transport renders them in its own format (:func:`ws_text` renders them
+  order (made for every request: plain slotted dataclasses, not frozen ones, which
+  cost twice as much to make; nothing changes them once made); each transport renders them in its own format (:func:`ws_text` renders them
   as the WebSocket protocol's frames).
 
 The protocol itself is described in docs/protocol.md.
@@ -88,7 +89,7 @@ Request: TypeAlias = Subscribe | Unsubscribe | Publish | PresenceQuery | Ping
 
 
 # -- outputs ------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Joined:
     """A subscription is complete: the topic is at ``position``; the client's stream of
     it continues after ``start`` (``since`` when that was recovered, else ``position``).
@@ -101,7 +102,7 @@ class Joined:
     start: Position
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """A request succeeded; ``fields`` go into the reply (a request without an id gets none)."""
 
@@ -109,7 +110,7 @@ class Answer:
     fields: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Error:
     """A request failed; the client is told ``code`` and ``message`` and stays connected.
     ``topic`` names the topic refused, for clients of several topics at once."""
@@ -120,7 +121,7 @@ class Error:
     topic: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
     """A model feed's rows on ``topic`` at ``position``, before the changes after it."""
 
@@ -129,7 +130,7 @@ class Snapshot:
     rows: list[dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PresenceFrame:
     """A presence state or diff of a watched topic, already encoded (once for all)."""
 
@@ -137,7 +138,7 @@ class PresenceFrame:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Close:
     """Close the connection with this code and reason."""
 
@@ -145,7 +146,7 @@ class Close:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Listening:
     """The client's stream of ``topic`` starts (``on``) or stops, where a proxy holds the
     stream (GRIP): an instruction to the proxy, nothing the client sees."""

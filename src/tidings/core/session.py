@@ -103,14 +103,14 @@ class Session:
 
     __slots__ = (
         "_joins",
-        "_outputs",
-        "_refilled",
+                "_refilled",
         "_strikes",
         "_tokens",
         "busy",
         "clock",
         "features",
         "limits",
+        "outputs",
         "topics",
         "watching",
     )
@@ -128,7 +128,7 @@ class Session:
         self.watching: dict[str, bool] = {}  # topics whose presence it watches -> tracked
         self._joins = _Joins()
         self.busy = False  # see _settle
-        self._outputs: list[Output] = []
+        self.outputs: list[Output] = []  # what to tell the client, in order (take())
         self._tokens = float(limits.burst)
         self._refilled = clock()
         self._strikes = 0
@@ -183,11 +183,11 @@ class Session:
     # -- outputs -----------------------------------------------------------------------
     def take(self) -> list[Output]:
         """What to tell the client, in order; the driver calls this after every step."""
-        outputs, self._outputs = self._outputs, []
+        outputs, self.outputs = self.outputs, []
         return outputs
 
     def _out(self, output: Output) -> None:
-        self._outputs.append(output)
+        self.outputs.append(output)
 
     # -- live messages -------------------------------------------------------------------
     def _settle(self) -> None:
@@ -223,17 +223,20 @@ class Session:
 
     # -- sequences -----------------------------------------------------------------------
     def handle(self, request: Request) -> Steps:
-        """A client's request, whichever transport carried it."""
+        """A client's request, whichever transport carried it: the sequence to run."""
+        if isinstance(request, Publish):  # the sequence itself, not wrapped: publishes are many
+            return self.publish(request)
         if isinstance(request, Subscribe):
-            yield from self.subscribe(request)
-        elif isinstance(request, Publish):
-            yield from self.publish(request)
-        elif isinstance(request, Unsubscribe):
-            yield from self.unsubscribe(request)
-        elif isinstance(request, PresenceQuery):
-            yield from self.presence(request)
-        elif isinstance(request, Ping):
-            self._out(Answer(request.id, {}))
+            return self.subscribe(request)
+        if isinstance(request, Unsubscribe):
+            return self.unsubscribe(request)
+        if isinstance(request, PresenceQuery):
+            return self.presence(request)
+        return self.ping(request)
+
+    def ping(self, request: Ping) -> Steps:
+        self._out(Answer(request.id, {}))
+        yield from ()
 
     def subscribe(self, request: Subscribe) -> Steps:
         topic = request.topic
@@ -315,7 +318,7 @@ class Session:
             # a change committed before the snapshot was read may still be published
             # (after its commit) a moment after the subscription is complete
             joins.guards[topic] = (self.clock() + GUARD_SECONDS, shown)
-        self._outputs.extend(messages)  # the replay
+        self.outputs.extend(messages)  # the replay
 
     def _watch(self, topic: str, presence: dict[str, Any] | bool) -> Steps:
         self.watching[topic] = False

@@ -22,12 +22,11 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from tidings import registry
 from tidings.core.asks import (
-    Ask,
     Authorize,
     Describe,
     Facts,
@@ -254,10 +253,11 @@ class Subscriber:
                 except StopIteration:
                     return True
                 finally:
-                    self._emit(session.take())
+                    if session.outputs:
+                        self._emit(session.take())
                 failure = answer = None
                 try:
-                    answer = await self._perform(ask)
+                    answer = await getattr(self, _PERFORM[type(ask)])(ask)
                 except Exception as e:
                     failure = e
         except Refused as e:
@@ -288,14 +288,10 @@ class Subscriber:
         """HTTP: everything queued, oldest first (outputs: a mailbox queues no frames)."""
         return self.queue.pop_all()  # type: ignore[return-value]
 
-    # -- what the session asks -----------------------------------------------------------
-    async def _perform(self, ask: Ask) -> Any:
-        method: Callable[[Any], Coroutine[Any, Any, Any]] = getattr(self, _PERFORM[type(ask)])
-        return await method(ask)
-
-    async def _authorize(self, ask: Authorize) -> bool:
-        info = self.node.lookup(ask.topic)
-        return await registry.may(self.user, ask.action, info, ask.topic)  # type: ignore[arg-type]
+    # -- what the session asks (each ask's method is named in _PERFORM) ------------------
+    def _authorize(self, ask: Authorize) -> Coroutine[Any, Any, bool]:
+        info = registry.lookup(ask.topic, self.node.settings)
+        return registry.may(self.user, ask.action, info, ask.topic)  # type: ignore[arg-type]
 
     async def _describe(self, ask: Describe) -> Facts:
         info = self.node.lookup(ask.topic)
@@ -351,7 +347,7 @@ class Subscriber:
 
     async def _publish(self, ask: PublishData) -> Any:
         topic, data = ask.topic, ask.data
-        handler = self.node.lookup(topic).handler
+        handler = registry.lookup(topic, self.node.settings).handler
         if handler is not None:
             message = registry.ClientMessage(self.user, topic, ask.event, data, self.id)
             data = await registry.run_handler(handler, message)
