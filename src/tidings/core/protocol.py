@@ -7,9 +7,10 @@
   is the one place a client's JSON becomes a request or an :class:`Error`.
 - **Outputs** (:class:`Joined`, :class:`Answer`, :class:`Error`, :class:`Snapshot`,
   :class:`PresenceFrame`, :class:`Close`) are what the session tells the client, in
-  order (made for every request: plain slotted dataclasses, not frozen ones, which
-  cost twice as much to make; nothing changes them once made); each transport renders them in its own format (:func:`ws_text` renders them
-  as the WebSocket protocol's frames).
+  order; each transport renders them in its own format
+  (:func:`tidings.core.frames.ws_text`: the WebSocket protocol's frames). They are made
+  for every request, so they are plain slotted dataclasses (a frozen one costs twice
+  as much to make); nothing changes them once made.
 
 The protocol itself is described in docs/protocol.md.
 """
