@@ -48,7 +48,14 @@ def encode_formats(
         formats["http_stream"] = str(http_stream)
     if ws_message is not None:
         formats["ws_message"] = str(ws_message)
-    return json.dumps(formats, separators=(",", ":")) if formats else None
+    if not formats:
+        return None
+    text = json.dumps(formats, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")  # what every socket will have to do with it
+    except UnicodeEncodeError:
+        raise ValueError("A format holds a string with an unpaired surrogate.") from None
+    return text
 
 
 def etag(message: Message) -> str:

@@ -126,8 +126,29 @@ def test_rate_limit_then_flood_close():
     assert all(isinstance(feed(s, ping, now=0.0), Ping) for _ in range(5))
     outcomes = [feed(s, ping, now=0.0) for _ in range(5)]
     assert all(isinstance(o, Error) and o.code == "rate_limited" for o in outcomes)
-    # tokens come back with time: 0.1 s at 10/s is one more frame
+    # tokens come back with time: 0.1 s at 10/s is one more frame; the refusals still
+    # count, as the bucket has not filled up again: the next one closes
     assert isinstance(feed(s, ping, now=0.1), Ping)
-    for _ in range(5):
-        feed(s, ping, now=0.1)
     assert feed(s, ping, now=0.1) == Close(CLOSE_FLOOD, "rate limit exceeded")
+
+
+def test_a_client_that_pauses_until_the_bucket_is_full_is_forgiven():
+    s = session(rate=10.0, burst=5)
+    ping = {"op": "ping"}
+    for _ in range(10):
+        feed(s, ping, now=0.0)  # 5 served, 5 refused
+    assert isinstance(feed(s, ping, now=0.5), Ping)  # full again: strikes forgotten
+    for _ in range(4):
+        feed(s, ping, now=0.5)
+    outcomes = [feed(s, ping, now=0.5) for _ in range(5)]
+    assert all(isinstance(o, Error) and o.code == "rate_limited" for o in outcomes)
+    assert feed(s, ping, now=0.5) == Close(CLOSE_FLOOD, "rate limit exceeded")
+
+
+def test_ids_are_strings_or_integers_javascript_can_hold():
+    s = session()
+    for rid in (2**53 - 1, -(2**53 - 1), "x" * 64, 0):
+        assert isinstance(feed(s, {"id": rid, "op": "ping"}), Ping)
+    for rid in (2**53, -(2**53), 10**30, 1.5, True, "x" * 65, [1]):
+        outcome = feed(s, {"id": rid, "op": "ping"})
+        assert isinstance(outcome, Error) and outcome.code == "bad_request", rid

@@ -18,6 +18,7 @@ The protocol itself is described in docs/protocol.md.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -25,6 +26,8 @@ from tidings.core.messages import Message, Position
 from tidings.core.topics import event_error, topic_error
 
 RequestId: TypeAlias = int | str | None
+
+MAX_SAFE_INTEGER = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER: larger ids lose digits
 
 # Close codes (docs/protocol.md).
 CLOSE_NORMAL = 1000
@@ -162,22 +165,52 @@ Outcome: TypeAlias = Request | Error | Close
 
 
 # -- parsing ------------------------------------------------------------------------
+class _NotJSON(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's ``json`` reads them, JSON has
+    no such values, and a browser's ``JSON.parse`` refuses the frame that holds one."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJSON(name)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(value: Any) -> bool:
+    """Does ``value`` hold a string with an unpaired surrogate (``"\\ud800"`` in JSON)?
+    Such a string has no UTF-8 form: writing it to any socket fails."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def loads(text: str, limits: Limits, what: str = "A frame") -> Any:
-    """``text`` as JSON within the limits, or the :class:`Error` to answer (``too_large``,
-    ``bad_request``). The one place client JSON is decoded: WebSocket frames, HTTP
-    bodies, query parameters. ``what`` names it in the error messages.
+    """``text`` as strict JSON within the limits, or the :class:`Error` to answer
+    (``too_large``, ``bad_request``). The one place client JSON is decoded: WebSocket
+    frames, HTTP bodies, query parameters. ``what`` names it in the error messages.
+
+    Strict: ``NaN``/``Infinity`` and unpaired surrogates are refused, so what a client
+    sends can be sent on to every other client (a presence meta, a message's data).
     """
     limit = limits.max_frame_bytes
     if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
         return Error(None, "too_large", f"{what} may be at most {limit} bytes.")
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
     except RecursionError:
         return _too_deep(what, limits)
+    except _NotJSON as e:
+        return Error(None, "bad_request", f"{what} holds {e}, which JSON does not have.")
     except ValueError:
         return Error(None, "bad_request", f"{what} must be one JSON object.")
     if _depth_over(value, text, limits.max_depth):
         return _too_deep(what, limits)
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text) and lone_surrogate(value):
+        return Error(None, "bad_request", f"{what} holds an unpaired surrogate (not UTF-8).")
     return value
 
 
@@ -215,10 +248,15 @@ def parse_request(frame: Any, limits: Limits, subscribed: set[str] | frozenset[s
         return Error(None, "bad_request", "A frame must be one JSON object.")
     rid = frame.get("id")
     if rid is not None and not (
-        (isinstance(rid, int) and not isinstance(rid, bool))
-        or (isinstance(rid, str) and len(rid) <= 64)
+        (type(rid) is int and -MAX_SAFE_INTEGER <= rid <= MAX_SAFE_INTEGER)
+        or (type(rid) is str and len(rid) <= 64)
     ):
-        return Error(None, "bad_request", "'id' must be an integer or a string of at most 64.")
+        return Error(
+            None,
+            "bad_request",
+            "'id' must be a string of at most 64 characters or an integer of at most 2**53-1"
+            " (what JavaScript can hold).",
+        )
     op = frame.get("op")
     if not isinstance(op, str):
         return Error(rid, "bad_request", "Missing 'op'.")

@@ -103,7 +103,7 @@ class Session:
 
     __slots__ = (
         "_joins",
-                "_refilled",
+        "_refilled",
         "_strikes",
         "_tokens",
         "busy",
@@ -162,14 +162,19 @@ class Session:
         return parse_request({**frame, "op": "publish"}, self.limits, self.topics)
 
     def _rate(self) -> Error | Close | None:
-        """Token bucket: ``rate`` frames/s, ``burst`` at once; then errors, then a close."""
+        """Token bucket: ``rate`` frames/s, ``burst`` at once. Past it, a frame is refused
+        with ``rate_limited``; the refusal after ``burst`` of them since the client last let the
+        bucket fill up again closes the connection (4008). A flood thus gets at most
+        ``burst`` errors however the frames and the refills interleave."""
         limits, now = self.limits, self.clock()
-        self._tokens = min(limits.burst, self._tokens + (now - self._refilled) * limits.rate)
+        tokens = min(limits.burst, self._tokens + (now - self._refilled) * limits.rate)
         self._refilled = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            self._strikes = 0
+        if tokens >= limits.burst:
+            self._strikes = 0  # it paused long enough: forgiven
+        if tokens >= 1:
+            self._tokens = tokens - 1
             return None
+        self._tokens = tokens
         self._strikes += 1
         if self._strikes > limits.burst:
             return Close(CLOSE_FLOOD, "rate limit exceeded")

@@ -333,6 +333,7 @@ class Subscriber:
             member = None if tracked is None else await tracked.member_of(self.user, ask.topic)
             if member is None:
                 return False
+            encode_data(member[1])  # strict JSON, or ValueError: this client's request fails
             entry = Entry(member[0], member[1], ask.meta)
         entries[ask.topic] = entry
         await self.node.tracker.join(ask.topic, self.id, entry)

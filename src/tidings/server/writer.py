@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from tidings.core.protocol import Output
+from tidings.core.protocol import CLOSE_INTERNAL_ERROR, Output
 from tidings.core.queue import Queue
 from tidings.types import Event, Send
 
@@ -117,8 +117,8 @@ class Writer:
             self.gone = True  # uvicorn's ClientDisconnected
             return
         except Exception:
-            logger.exception("writing to the socket failed")
-            self.gone = True
+            self._failed()
+            self._task = asyncio.get_running_loop().create_task(self._close_failed())
             return
         # It has to wait (the peer reads slowly): a task finishes it, then drains the queue.
         resume = _Resume(coro, pending)  # type: ignore[arg-type]
@@ -139,5 +139,23 @@ class Writer:
                 await send({"type": "websocket.close", "code": code, "reason": reason})
         except OSError:
             self.gone = True
+        except Exception:
+            self._failed()
+            await self._close_failed()
+        finally:
+            self._task = None
+
+    def _failed(self) -> None:
+        """A send raised (not a disconnect): nothing more is written, and the socket is
+        closed with 1011 so the client reconnects instead of waiting on a dead one."""
+        logger.exception("writing to the socket failed; closing it with 1011")
+        self.gone = True
+        self._close_sent = True
+
+    async def _close_failed(self) -> None:
+        try:
+            await self._send({"type": "websocket.close", "code": CLOSE_INTERNAL_ERROR})
+        except Exception:
+            pass  # it is going anyway
         finally:
             self._task = None
