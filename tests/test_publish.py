@@ -59,6 +59,9 @@ class Collector:
     def deliver(self, message: Message) -> None:
         self.messages.append(message)
 
+    def epoch_changed(self, message: Message) -> None:
+        pass
+
 
 @pytest.fixture
 async def local_node():

@@ -224,3 +224,21 @@ test("initial: the subscribe asks for a snapshot, which reaches the callback bef
   assert.equal(again.initial, true);
   assert.equal(again.since, "e:4");
 });
+
+it("a gap frame (history lost under the live stream) fires 'gap' and moves the position", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const got = [];
+  const gaps = [];
+  const sub = client.subscribe("news", (msg) => got.push(msg.position));
+  sub.on("gap", (gap) => gaps.push(gap));
+  WS.last.reply(WS.last.frames[0], { topic: "news", position: "old:3" });
+  await sub.ready;
+  WS.last.message("news", "old:4");
+  WS.last.serverSend({ op: "gap", topic: "news", position: "new:1" });
+  WS.last.message("news", "new:2");
+  assert.deepEqual(gaps, [{ topic: "news", position: "new:1", recovered: false }]);
+  assert.deepEqual(got, ["old:4", "new:2"]);
+  assert.equal(sub.position, "new:2");
+  assert.equal(sub.recovered, false);
+});

@@ -13,6 +13,7 @@ from tidings.core.messages import Message, Position
 from tidings.core.protocol import (
     Answer,
     Error,
+    Gap,
     Joined,
     Output,
     PresenceFrame,
@@ -53,6 +54,11 @@ def joined_info(joined: Joined) -> dict[str, Any]:
     return info
 
 
+def gap_frame(gap: Gap) -> str:
+    """``{"op": "gap", "topic", "position"}`` (topics and positions need no escaping)."""
+    return f'{{"op":"gap","topic":"{gap.topic}","position":"{gap.position}"}}'
+
+
 def ws_text(output: Output) -> str | None:
     """The WebSocket protocol frame of an output (``None``: nothing to send for it)."""
     if type(output) is Message:
@@ -69,6 +75,8 @@ def ws_text(output: Output) -> str | None:
         return error_frame(output)
     if isinstance(output, PresenceFrame):
         return output.text
+    if isinstance(output, Gap):
+        return gap_frame(output)
     if isinstance(output, Snapshot):
         return _dumps(
             {

@@ -6,7 +6,7 @@
   ``POST /realtime/publish`` body, a WebSocket-over-HTTP event. :func:`parse_request`
   is the one place a client's JSON becomes a request or an :class:`Error`.
 - **Outputs** (:class:`Joined`, :class:`Answer`, :class:`Error`, :class:`Snapshot`,
-  :class:`PresenceFrame`, :class:`Close`) are what the session tells the client, in
+  :class:`PresenceFrame`, :class:`Gap`, :class:`Close`) are what the session tells the client, in
   order; each transport renders them in its own format
   (:func:`tidings.core.frames.ws_text`: the WebSocket protocol's frames). They are made
   for every request, so they are plain slotted dataclasses (a frozen one costs twice
@@ -143,6 +143,17 @@ class PresenceFrame:
 
 
 @dataclass(slots=True)
+class Gap:
+    """The topic's history was lost under a live subscription (its epoch changed: the
+    broker restarted empty or was flushed): messages may be missing before the next
+    one. ``position`` is where the topic's stream continues (the client takes it as its
+    own, as after ``recovered: false``)."""
+
+    topic: str
+    position: Position
+
+
+@dataclass(slots=True)
 class Close:
     """Close the connection with this code and reason."""
 
@@ -160,7 +171,9 @@ class Listening:
 
 
 # What a client is sent, in order: outputs and messages (live and replayed).
-Output: TypeAlias = Joined | Answer | Error | Snapshot | PresenceFrame | Close | Listening | Message
+Output: TypeAlias = (
+    Joined | Answer | Error | Snapshot | PresenceFrame | Gap | Close | Listening | Message
+)
 Outcome: TypeAlias = Request | Error | Close
 
 
@@ -334,66 +347,3 @@ def meta_error(meta: object) -> str | None:
     if len(json.dumps(meta)) > MAX_META_BYTES:
         return f"at most {MAX_META_BYTES} bytes of JSON."
     return None
-
-
-def parse_stream(
-    topics: list[str], since: str | None, presence: str | None, limits: Limits
-) -> list[Subscribe] | Error:
-    """The parameters of an SSE or long-poll request as its subscribe requests, one per
-    ``topic``: ``since`` is the request's cursor (:func:`parse_cursor`), ``presence`` the
-    JSON object topic -> ``true`` (watch) or a meta (track the client with it)."""
-    topics = list(dict.fromkeys(topics))
-    if not topics:
-        return Error(None, "bad_request", "Give at least one 'topic' parameter.")
-    if len(topics) > limits.max_subscriptions:
-        return Error(None, "bad_request", f"At most {limits.max_subscriptions} topics per request.")
-    for topic in topics:
-        problem = topic_error(topic, limits.topic_max_length)
-        if problem is not None:
-            return Error(None, "invalid_topic", f"{topic[:80]!r}: {problem}", topic)
-    wanted = _presence(presence, topics, limits)
-    if isinstance(wanted, Error):
-        return wanted
-    try:
-        positions = parse_cursor(since, topics) if since else {}
-    except ValueError as e:
-        return Error(None, "bad_request", f"Cannot resume from {str(since)[:80]!r}: {e}")
-    return [Subscribe(None, t, positions.get(t), wanted.get(t)) for t in topics]
-
-
-def _presence(raw: str | None, topics: list[str], limits: Limits) -> dict[str, Any] | Error:
-    if raw is None:
-        return {}
-    wanted = loads(raw, limits, "'presence'")
-    if isinstance(wanted, Error):
-        return wanted
-    if not isinstance(wanted, dict):
-        message = "'presence' must be a JSON object: topic -> true or a meta."
-        return Error(None, "bad_request", message)
-    for topic, value in wanted.items():
-        if topic not in topics:
-            message = f"'presence' names {topic[:80]!r}, not a topic of the request."
-            return Error(None, "bad_request", message)
-        if value is not True:
-            problem = meta_error(value)
-            if problem is not None:
-                return Error(None, "bad_request", f"'presence' of {topic!r}: {problem}", topic)
-    return wanted
-
-
-def parse_cursor(text: str, topics: list[str]) -> dict[str, Position | None]:
-    """Positions by topic from a *cursor*: the positions of a request's topics,
-    comma-separated in their order (``"k3Xq9a:4,Zt8e1b:0"``; an empty part: from now).
-    A single position is taken for the first topic."""
-    parts = text.split(",")
-    if len(parts) > len(topics):
-        raise ValueError("The cursor has more positions than there are topics.")
-    return {
-        topic: Position.parse(part) if part else None
-        for topic, part in zip(topics, parts, strict=False)
-    }
-
-
-def cursor(positions: dict[str, Position], topics: list[str]) -> str:
-    """The cursor of ``topics`` at ``positions`` (positions hold no comma: no escaping)."""
-    return ",".join(str(positions[t]) for t in topics)

@@ -52,6 +52,7 @@ from tidings.core.protocol import (
     Answer,
     Close,
     Error,
+    Gap,
     Joined,
     Limits,
     Outcome,
@@ -67,6 +68,7 @@ from tidings.core.protocol import (
     loads,
     parse_request,
 )
+from tidings.core.rate import Bucket, Verdict
 from tidings.core.snapshots import Row, SnapshotFilter
 from tidings.exceptions import Forbidden, Refused
 
@@ -102,12 +104,11 @@ class Session:
     it outputs. ``clock`` is :func:`time.monotonic` unless a test gives another."""
 
     __slots__ = (
+        "_bucket",
         "_joins",
-        "_refilled",
-        "_strikes",
-        "_tokens",
         "busy",
         "clock",
+        "epochs",
         "features",
         "limits",
         "outputs",
@@ -125,13 +126,12 @@ class Session:
         self.features = features or Features()
         self.clock = clock
         self.topics: set[str] = set()
+        self.epochs: dict[str, str] = {}  # topic -> the epoch the client's stream is in
         self.watching: dict[str, bool] = {}  # topics whose presence it watches -> tracked
         self._joins = _Joins()
         self.busy = False  # see _settle
         self.outputs: list[Output] = []  # what to tell the client, in order (take())
-        self._tokens = float(limits.burst)
-        self._refilled = clock()
-        self._strikes = 0
+        self._bucket = Bucket(limits.rate, limits.burst, clock)
 
     # -- frames in ---------------------------------------------------------------------
     def receive_text(self, text: str) -> Outcome:
@@ -162,23 +162,14 @@ class Session:
         return parse_request({**frame, "op": "publish"}, self.limits, self.topics)
 
     def _rate(self) -> Error | Close | None:
-        """Token bucket: ``rate`` frames/s, ``burst`` at once. Past it, a frame is refused
-        with ``rate_limited``; the refusal after ``burst`` of them since the client last let the
-        bucket fill up again closes the connection (4008). A flood thus gets at most
-        ``burst`` errors however the frames and the refills interleave."""
-        limits, now = self.limits, self.clock()
-        tokens = min(limits.burst, self._tokens + (now - self._refilled) * limits.rate)
-        self._refilled = now
-        if tokens >= limits.burst:
-            self._strikes = 0  # it paused long enough: forgiven
-        if tokens >= 1:
-            self._tokens = tokens - 1
+        """The rate limit (:class:`~tidings.core.rate.Bucket`): errors, then a close."""
+        verdict = self._bucket.take()
+        if verdict is Verdict.SERVE:
             return None
-        self._tokens = tokens
-        self._strikes += 1
-        if self._strikes > limits.burst:
+        if verdict is Verdict.CUT:
             return Close(CLOSE_FLOOD, "rate limit exceeded")
-        return Error(None, "rate_limited", f"Slow down: at most {limits.rate:g} frames per second.")
+        rate = self.limits.rate
+        return Error(None, "rate_limited", f"Slow down: at most {rate:g} frames per second.")
 
     def restore(self, topics: Iterable[str]) -> None:
         """Take up a client's subscriptions made in earlier requests (WebSocket-over-HTTP:
@@ -225,6 +216,22 @@ class Session:
             elif not snapshot.passes(message):
                 return False
         return True
+
+    def epoch_changed(self, message: Message) -> bool:
+        """The hub saw ``message``'s topic enter a new epoch (its history was lost under
+        the live stream). Unless this client's stream is in that epoch already, output
+        a :class:`Gap` (before the message): ``True`` then."""
+        known = self.epochs.get(message.topic)
+        if known is None or known == message.position.epoch:
+            return False
+        self._out(self._gap(message))
+        return True
+
+    def _gap(self, message: Message) -> Gap:
+        """A gap before ``message``: the client's stream is in its epoch from now."""
+        p = message.position
+        self.epochs[message.topic] = p.epoch
+        return Gap(message.topic, Position(p.epoch, max(p.offset - 1, 0)))
 
     # -- sequences -----------------------------------------------------------------------
     def handle(self, request: Request) -> Steps:
@@ -316,6 +323,7 @@ class Session:
         start = since if since is not None and result.recovered else now
         recovered = None if since is None else result.recovered
         self._out(Joined(request.id, topic, now, recovered, start))
+        self.epochs[topic] = now.epoch
         if rows is not None:
             self._out(Snapshot(topic, now, rows))
             shown = SnapshotFilter(rows)
@@ -323,7 +331,11 @@ class Session:
             # a change committed before the snapshot was read may still be published
             # (after its commit) a moment after the subscription is complete
             joins.guards[topic] = (self.clock() + GUARD_SECONDS, shown)
+        at = len(self.outputs)
         self.outputs.extend(messages)  # the replay
+        if messages and messages[-1].position.epoch != now.epoch:  # lost while joining
+            i = next(i for i, m in enumerate(messages) if m.position.epoch != now.epoch)
+            self.outputs.insert(at + i, self._gap(messages[i]))
 
     def _watch(self, topic: str, presence: dict[str, Any] | bool) -> Steps:
         self.watching[topic] = False
@@ -339,6 +351,7 @@ class Session:
     def leave(self, topic: str) -> Steps:
         """Stop listening to ``topic`` and watching its presence."""
         self.topics.discard(topic)
+        self.epochs.pop(topic, None)
         self._joins.forget(topic)
         self._settle()
         yield Unlisten(topic)

@@ -6,6 +6,11 @@ each subscriber only appends an already-encoded message to its own bounded queue
 :class:`tidings.server.subscriber.Subscriber`), so a slow subscriber cannot stall the
 others or the publisher.
 
+The hub also notices a topic's history being lost under its live subscribers: a
+message in another epoch than the topic's last one (the broker restarted empty, or was
+flushed). Each subscriber hears of it first (:meth:`Subscriber.epoch_changed`) and
+tells its client (a ``gap``, docs/protocol.md) unless it joined in that epoch already.
+
 The hub also tells a lone message from one of a burst: a message whose topic's
 previous fan-out ended less than ``BURST_GAP`` ago is not ``eager``, and subscribers
 queue it to write in batches instead of writing it in place (:mod:`tidings.server.writer`).
@@ -28,13 +33,18 @@ class Subscriber(Protocol):
     def deliver(self, message: Message) -> None:
         """Take ``message``; must not block, must not raise, must not change the hub."""
 
+    def epoch_changed(self, message: Message) -> None:
+        """``message`` is the first of its topic in a new epoch (or the first the hub
+        sees): called before :meth:`deliver`, under the same rules."""
+
 
 class _Topic:
-    __slots__ = ("quiet", "subscribers")
+    __slots__ = ("epoch", "quiet", "subscribers")
 
     def __init__(self, subscriber: Subscriber) -> None:
         self.subscribers: dict[Subscriber, None] = {subscriber: None}
         self.quiet = 0.0  # when its last fan-out ended
+        self.epoch: str | None = None  # of its last message
 
 
 class Hub:
@@ -74,9 +84,19 @@ class Hub:
         if entry is None:
             return
         message.eager = monotonic() - entry.quiet > BURST_GAP
+        if entry.epoch != message.position.epoch:  # history lost (or the topic's first)
+            entry.epoch = message.position.epoch
+            self._epoch_changed(entry, message)
         for subscriber in list(entry.subscribers):
             try:
                 subscriber.deliver(message)
             except Exception:
                 logger.exception("subscriber %r failed to take %r", subscriber, message)
         entry.quiet = monotonic()
+
+    def _epoch_changed(self, entry: _Topic, message: Message) -> None:
+        for subscriber in list(entry.subscribers):
+            try:
+                subscriber.epoch_changed(message)
+            except Exception:
+                logger.exception("subscriber %r failed to take %r", subscriber, message)

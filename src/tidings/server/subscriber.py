@@ -176,6 +176,11 @@ class Subscriber:
         else:
             self._overflow()
 
+    def epoch_changed(self, message: Message) -> None:
+        """``message``'s topic lost its history under the live stream: a gap first."""
+        if self.closing is None and self.session.epoch_changed(message):
+            self._emit(self.session.take())
+
     def presence_frame(self, topic: str, frame: str) -> None:
         """A presence state or diff of a watched topic."""
         self._put(PresenceFrame(topic, frame))

@@ -129,6 +129,9 @@ class Tracker:
         await self.node.apublish(PREFIX + topic, "leave", _dumps({"ref": ref}))
 
     # -- changes ---------------------------------------------------------------------
+    def epoch_changed(self, message: Message) -> None:
+        """Presence changes are not history: nothing to tell."""
+
     def deliver(self, message: Message) -> None:
         """A join or leave published by any process (the hub calls this)."""
         topic = message.topic[len(PREFIX) :]

@@ -1,9 +1,9 @@
 """What the HTTP transports share: JSON errors, the origin check, stream requests, cursors.
 
 An SSE or long-poll request is a list of subscribe requests, one per ``topic``
-parameter (:func:`tidings.core.protocol.parse_stream`), checked by the client's session
+parameter (:func:`tidings.core.streams.parse_stream`), checked by the client's session
 before anything is sent (:func:`stream_request`): the same rules, limits and errors as
-on a WebSocket. Its *cursor* (:func:`tidings.core.protocol.parse_cursor`) is SSE's event
+on a WebSocket. Its *cursor* (:func:`tidings.core.streams.parse_cursor`) is SSE's event
 ``id`` (so the browser's ``Last-Event-ID`` resumes every topic at once) and the
 ``since`` a long-poll answers for the next poll.
 """
@@ -15,7 +15,8 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from tidings.core.protocol import Error, Joined, Output, Subscribe, parse_stream
+from tidings.core.protocol import Error, Joined, Output, Subscribe
+from tidings.core.streams import parse_stream
 from tidings.grip.subscriber import ProxySubscriber
 from tidings.handshake import origin_allowed
 from tidings.server.node import Node, get_node

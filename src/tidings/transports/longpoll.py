@@ -25,9 +25,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from tidings.core.frames import joined_info
+from tidings.core.frames import gap_frame, joined_info
 from tidings.core.messages import Message
-from tidings.core.protocol import Answer, Error, cursor
+from tidings.core.protocol import Answer, Error, Gap
+from tidings.core.streams import cursor
 from tidings.grip.instructions import hold_response, protocol_channel
 from tidings.grip.signature import proxied
 from tidings.server.node import get_node
@@ -71,10 +72,10 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
             assert failed is not None
             return error_response(failed)
         starts = opened(items)
-        messages = [item for item in items if type(item) is Message]
+        messages = [item for item in items if type(item) is Message or type(item) is Gap]
         waited = not messages and timeout > 0 and await subscriber.wait(timeout)
         if waited and subscriber.closing is None:
-            messages = [item for item in subscriber.take() if type(item) is Message]
+            messages = [i for i in subscriber.take() if type(i) is Message or type(i) is Gap]
         views = {}
         if presence:
             await subscriber.run(subscriber.session.query_presence(presence))
@@ -90,7 +91,7 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
     info = {t: joined_info(starts[t]) for t in req.topics}
     body = (
         '{"messages":['
-        + ",".join(m.ws_frame for m in messages)
+        + ",".join(m.ws_frame if isinstance(m, Message) else gap_frame(m) for m in messages)
         + f'],"since":{json.dumps(cursor(positions, req.topics))},"topics":{json.dumps(info)}'
     )
     if presence:

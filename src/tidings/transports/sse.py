@@ -22,17 +22,17 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from tidings.core.frames import joined_info
+from tidings.core.frames import gap_frame, joined_info
 from tidings.core.messages import Message, Position
 from tidings.core.protocol import (
     CLOSE_INTERNAL_ERROR,
     Error,
+    Gap,
     Output,
     PresenceFrame,
     Subscribe,
-    cursor,
-    parse_cursor,
 )
+from tidings.core.streams import cursor, parse_cursor
 from tidings.grip.instructions import hold_stream, protocol_channel, sign, unsign
 from tidings.grip.signature import proxied
 from tidings.grip.subscriber import ProxySubscriber
@@ -96,6 +96,10 @@ class _Events:
                 chunks.append(f"id: {at}\n{item.sse_body}")
             elif isinstance(item, PresenceFrame):
                 chunks.append(presence_event(item.text))
+            elif isinstance(item, Gap):  # the id moves: a resume continues from there
+                self.positions[item.topic] = item.position
+                at = item.position if single else self.cursor()
+                chunks.append(f"id: {at}\nevent: tidings.gap\ndata: {gap_frame(item)}\n\n")
         return "".join(chunks)
 
 

@@ -290,6 +290,22 @@ export class Client extends Emitter {
     for (const sub of [...entry.subs]) if (sub.active) sub._deliver(frame);
   }
 
+  /**
+   * `{op: "gap", topic, position}`, from any transport: the topic's history was lost
+   * under the live stream (the server's broker restarted empty). Messages may be
+   * missing: like a resume answered `recovered: false`, every Subscription of the topic
+   * hears "gap", and the topic goes on from `position`.
+   */
+  _onGap(frame) {
+    if (this._closed || !isObject(frame) || typeof frame.position !== "string") return;
+    const entry = this._topics.get(frame.topic);
+    if (!entry) return;
+    entry.position = frame.position;
+    entry.recovered = false;
+    const gap = { topic: frame.topic, position: frame.position, recovered: false };
+    for (const sub of [...entry.subs]) if (sub.active) sub._gap(gap);
+  }
+
   /** A message `{op: "message", topic, position, event, data}`, from any transport. */
   _onMessage(message) {
     if (this._closed || message === null || typeof message !== "object") return;
@@ -390,6 +406,7 @@ export class Client extends Emitter {
       onSubscribeReply: (entry, reply) => this._onSubscribeReply(entry, reply),
       onMessage: (message) => this._onMessage(message),
       onSnapshot: (frame) => this._onSnapshot(frame),
+      onGap: (frame) => this._onGap(frame),
       onPresence: (frame) => this._onPresence(frame),
       onPresenceSettled: (entry, version, error) => this._presenceSettled(entry, version, error),
       onError: (error) => this._emit("error", error),

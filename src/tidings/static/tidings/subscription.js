@@ -11,7 +11,9 @@ import { Presence } from "./presence.js";
  * Events: "subscribed" (the reply, after the first subscribe and after every
  * resubscribe on reconnect: check `reply.recovered` to know if anything was lost),
  * "gap" (the reply, when a resume could not replay everything missed: the history
- * window was exceeded or the server lost it; refetch your state), "error" (a
+ * window was exceeded or the server lost it; or `{topic, position, recovered: false}`
+ * when the server's broker lost the topic's history under the live stream; either
+ * way, refetch your state), "error" (a
  * TidingsError: the server refused the subscription, which is now over).
  *
  * `presence` (a Presence) is who is on the topic, when subscribed with `presence`.
@@ -62,6 +64,11 @@ export class Subscription extends Emitter {
     this._settle(null, reply);
     this._emit("subscribed", reply);
     if (reply.recovered === false) this._emit("gap", reply);
+  }
+
+  /** The topic's history was lost under the live stream (`{topic, position, recovered: false}`). */
+  _gap(gap) {
+    this._emit("gap", gap);
   }
 
   /** The server refused: settle `ready` and tell "error" listeners. */

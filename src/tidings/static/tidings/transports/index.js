@@ -46,6 +46,9 @@
  *   onSubscribeReply(entry, reply)  {ok: true, topic, position, recovered?} or an error
  *   onMessage(message)        {op: "message", topic, position, event, data}
  *   onSnapshot(frame)         {op: "snapshot", topic, position, rows}
+ *   onGap(frame)              {op: "gap", topic, position}: the topic's history was lost
+ *                             under the live stream (its epoch changed); it goes on from
+ *                             `position`
  *   onPresence(frame)         a presence state or diff (docs/protocol.md, "Presence")
  *   onPresenceSettled(entry, version, error?)  the server has the topic's presence as of
  *                             `version` (or refused it: `error`)

@@ -47,7 +47,8 @@ export class LongPollTransport extends HttpTransport {
       }
       for (const message of body.messages) {
         if (run !== this._run) return;           // a callback changed the topics
-        callbacks.onMessage(message);
+        if (isObject(message) && message.op === "gap") callbacks.onGap(message);
+        else callbacks.onMessage(message);
       }
       run.cursor = body.since.split(",");
       timeout = this._settings.pollTimeout;

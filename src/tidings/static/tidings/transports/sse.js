@@ -84,6 +84,17 @@ export class SseTransport extends HttpTransport {
       callbacks.onPresence({ ...frame, op: type.slice("tidings.".length) });
       return;
     }
+    if (type === "tidings.gap") {
+      // The frame of docs/protocol.md; its id moves the cursor to where the topic goes on.
+      const frame = parseJson(data);
+      if (!isObject(frame) || !run.topics.includes(frame.topic)) {
+        callbacks.onError(new TidingsError("bad_frame", `the server sent a ${type} event that cannot be read`));
+        return;
+      }
+      run.parts = lastEventId.split(",");
+      callbacks.onGap({ ...frame, op: "gap" });
+      return;
+    }
     const parts = lastEventId.split(",");
     const changed = run.topics.map((_, i) => i).filter((i) => parts[i] !== run.parts[i]);
     if (!changed.length) {

@@ -124,6 +124,7 @@ export class WebSocketTransport {
       return;
     }
     if (frame.op === "message") return callbacks.onMessage(frame);
+    if (frame.op === "gap") return callbacks.onGap(frame);
     if (frame.op === "snapshot" && !("id" in frame)) return callbacks.onSnapshot(frame);
     if ((frame.op === "presence" || frame.op === "presence_diff") && !("id" in frame)) {
       return callbacks.onPresence(frame);
