@@ -4,6 +4,7 @@
     tidings.publish("rooms.lobby", {"text": "hi"})           # from sync code
     await tidings.apublish("rooms.lobby", {"text": "hi"})    # from async code
     tidings.allow("rooms.*", subscribe=True, publish="authenticated")
+    tidings.disconnect(user, reason="banned")                 # end a user's connections
 
     @tidings.handler("rooms.*")
     def on_message(msg: tidings.ClientMessage): ...
@@ -18,7 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tidings.api import aposition, apublish, publish
+    from tidings.api import adisconnect, aposition, apublish, disconnect, publish
     from tidings.core.messages import Message, Position
     from tidings.exceptions import Reject
     from tidings.feeds import ModelFeed, feed
@@ -31,9 +32,11 @@ __all__ = [
     "ModelFeed",
     "Position",
     "Reject",
+    "adisconnect",
     "allow",
     "aposition",
     "apublish",
+    "disconnect",
     "feed",
     "handler",
     "hold_longpoll",
@@ -48,6 +51,8 @@ _WHERE = {
     "publish": "tidings.api",
     "apublish": "tidings.api",
     "aposition": "tidings.api",
+    "disconnect": "tidings.api",
+    "adisconnect": "tidings.api",
     "hold_stream": "tidings.holds",
     "hold_longpoll": "tidings.holds",
     "hold_websocket": "tidings.holds",

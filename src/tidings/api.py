@@ -1,4 +1,5 @@
-"""publish() and apublish(): send a message to a topic from any Django code."""
+"""publish() and apublish(): send a message to a topic from any Django code;
+disconnect() and adisconnect(): end a user's connections in every process."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from django.http import HttpResponseBase
 
 from tidings.conf import get_settings
 from tidings.core.messages import Position
+from tidings.core.protocol import CLOSE_LOGGED_OUT
 from tidings.core.topics import event_error, topic_error
 from tidings.encoding import encode_data
 from tidings.formats import encode_formats
+from tidings.server.clients import user_key
 from tidings.server.node import get_node
 
 
@@ -95,3 +98,47 @@ async def aposition(topic: str) -> Position:
         raise ValueError(problem)
     node = get_node()
     return (await node.broker.history(topic, None)).position
+
+
+MAX_REASON_BYTES = 123  # what a WebSocket close frame can carry
+
+
+def _cut(user: Any, reason: str) -> str | None:
+    if len(reason.encode()) > MAX_REASON_BYTES:
+        raise ValueError(f"A disconnect reason may have at most {MAX_REASON_BYTES} bytes.")
+    if user is not None and not hasattr(user, "pk"):  # a primary key
+        return str(user)
+    return user_key(user)
+
+
+def disconnect(
+    user: Any, reason: str = "disconnected", *, on_commit: bool = True, using: str | None = None
+) -> None:
+    """Close every connection of ``user`` (a user, or its primary key), in every process.
+
+    Each connection ends with close code 4401 and ``reason``: a WebSocket's close frame,
+    an SSE stream's ``tidings.close`` event, a held poll answered at once; the client
+    comes back as whoever its session cookie now says. tidings calls this itself when a
+    user logs out, changes their password, is deactivated or deleted (docs/guide.md);
+    call it when your own state ends a login (a ban, a revoked token). Safe from any
+    thread and from async code. Inside ``transaction.atomic()`` it waits for the commit,
+    so a client that reconnects at once already sees the change (``on_commit=False``:
+    at once). Nothing happens for an anonymous or unsaved user.
+    """
+    key = _cut(user, reason)
+    if key is None:
+        return
+    alias = using or DEFAULT_DB_ALIAS
+    if on_commit and connections[alias].in_atomic_block:
+        transaction.on_commit(
+            lambda: get_node().disconnect(key, CLOSE_LOGGED_OUT, reason), using=alias
+        )
+    else:
+        get_node().disconnect(key, CLOSE_LOGGED_OUT, reason)
+
+
+async def adisconnect(user: Any, reason: str = "disconnected") -> None:
+    """Async twin of :func:`disconnect` (at once: async code runs no transaction)."""
+    key = _cut(user, reason)
+    if key is not None:
+        await get_node().adisconnect(key, CLOSE_LOGGED_OUT, reason)

@@ -3,13 +3,15 @@ from django.utils.module_loading import autodiscover_modules
 
 
 class TidingsConfig(AppConfig):
-    """``INSTALLED_APPS += ["tidings"]``: registers the checks and imports each app's
-    ``realtime`` module (rules and topic handlers), as the admin does with ``admin``."""
+    """``INSTALLED_APPS += ["tidings"]``: registers the checks, ends a user's connections
+    when their login ends (:mod:`tidings.logout`), and imports each app's ``realtime``
+    module (rules and topic handlers), as the admin does with ``admin``."""
 
     name = "tidings"
     verbose_name = "tidings"
 
     def ready(self) -> None:
-        from tidings import checks  # noqa: F401  (registers the system checks)
+        from tidings import checks, logout  # noqa: F401  (checks: registers the system checks)
 
+        logout.connect()
         autodiscover_modules("realtime")

@@ -35,29 +35,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return []
 
 
-GRIP_DEFAULT_KEY = b"changeme"  # Pushpin's sig_key out of the box
-GRIP_MIN_KEY_BYTES = 32
-
-
 def grip_key_problems(proxies: Any) -> list[checks.CheckMessage]:
-    """A GRIP key anyone could know or guess would let anyone pose as the proxy."""
+    """A GRIP key anyone could know or guess would let anyone pose as the proxy (if the
+    server is started anyway, such a key verifies no request: grip/signature.py)."""
+    from tidings.grip.signature import DEFAULT_KEY, MIN_KEY_BYTES
+
     problems: list[checks.CheckMessage] = []
     for proxy in proxies:
-        if proxy.key == GRIP_DEFAULT_KEY:
+        if proxy.key == DEFAULT_KEY:
             problems.append(
                 checks.Error(
                     "TIDINGS['GRIP']['KEY'] is Pushpin's default key 'changeme': anyone can "
                     "sign requests as the proxy.",
                     hint="Set a random sig_key in pushpin.conf and the same KEY here "
-                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))').",
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'). "
+                    "Until then no request is trusted as the proxy's.",
                     id="tidings.E002",
                 )
             )
-        elif len(proxy.key) < GRIP_MIN_KEY_BYTES:
+        elif len(proxy.key) < MIN_KEY_BYTES:
             problems.append(
                 checks.Error(
                     f"TIDINGS['GRIP']['KEY'] has {len(proxy.key)} bytes; at least "
-                    f"{GRIP_MIN_KEY_BYTES} are needed for HS256.",
+                    f"{MIN_KEY_BYTES} are needed for HS256.",
                     hint="Use a random key of 32 bytes or more (and the same sig_key in "
                     "pushpin.conf).",
                     id="tidings.E003",

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.core.messages import Message, Position
 from tidings.core.protocol import CLOSE_SERVICE_RESTART, Limits
+from tidings.server import clients
 from tidings.server.hub import Hub, Subscriber
 from tidings.server.tracker import Tracker
 
@@ -40,10 +41,6 @@ class Service(Protocol):
     def start(self) -> None: ...
     async def stop(self) -> None: ...
     def health(self) -> dict[str, Any]: ...
-
-
-class Closable(Protocol):
-    def close(self, code: int, reason: str) -> None: ...
 
 
 class Node:
@@ -62,7 +59,8 @@ class Node:
         )
         self.published: list[PublishHook] = []
         self.services: dict[str, Service] = {}
-        self.clients: weakref.WeakSet[Closable] = weakref.WeakSet()  # every open subscriber
+        self.id = secrets.token_urlsafe(9)  # tells this process's cuts from others'
+        self.clients = clients.Clients(self.id)  # every open subscriber, by user
         self.shutting_down = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
@@ -96,6 +94,10 @@ class Node:
                 self._loop = asyncio.get_running_loop()
                 for service in self.services.values():
                     service.start()
+                try:  # cuts asked for by any process (tidings.disconnect)
+                    await self.subscribe(clients.TOPIC, self.clients)
+                except Exception as e:
+                    logger.error("cannot hear other processes' disconnects: %s", e)
 
     async def stop(self) -> None:
         await self.tracker.close()
@@ -138,6 +140,45 @@ class Node:
         self.shutting_down = True
         for client in list(self.clients):
             client.close(CLOSE_SERVICE_RESTART, "service restart")
+
+    # -- ending a user's connections ---------------------------------------------------
+    def disconnect(self, key: str, code: int, reason: str) -> None:
+        """Close the connections of the user ``key`` in every process (sync: any thread).
+
+        This process's are closed on its loop; the others hear of it on
+        :data:`~tidings.server.clients.TOPIC`. A broker failure is logged, not raised:
+        logging out must not fail because the broker is down.
+        """
+        if self._cut_here(key, code, reason):  # sync code on the node's loop: no blocking
+            asyncio.get_running_loop().create_task(self._tell_others(key, code, reason))
+            return
+        try:
+            self.publish(clients.TOPIC, clients.EVENT, clients.encode(key, code, reason, self.id))
+        except Exception as e:
+            logger.error("could not tell other processes to disconnect user %s: %s", key, e)
+
+    async def adisconnect(self, key: str, code: int, reason: str) -> None:
+        """Async twin of :meth:`disconnect`."""
+        self._cut_here(key, code, reason)
+        await self._tell_others(key, code, reason)
+
+    def _cut_here(self, key: str, code: int, reason: str) -> bool:
+        """Cut this process's connections of ``key`` on the node's loop; ``True`` when
+        called on that loop (done now), else it is done there soon."""
+        loop = self._loop
+        if loop is None or asyncio._get_running_loop() is loop:
+            self.clients.cut(key, code, reason)
+            return loop is not None
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(self.clients.cut, key, code, reason)
+        return False
+
+    async def _tell_others(self, key: str, code: int, reason: str) -> None:
+        data = clients.encode(key, code, reason, self.id)
+        try:
+            await self.apublish(clients.TOPIC, clients.EVENT, data)
+        except Exception as e:
+            logger.error("could not tell other processes to disconnect user %s: %s", key, e)
 
     # -- local subscribers ---------------------------------------------------------------
     async def subscribe(self, topic: str, subscriber: Subscriber) -> None:
