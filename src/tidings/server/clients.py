@@ -94,6 +94,9 @@ class Clients:
             logger.info("closed %d connection(s) of user %s: %s", len(clients), key, reason)
         return len(clients)
 
+    def epoch_changed(self, message: Message) -> None:
+        """A cut is not history: nothing to tell."""
+
     def deliver(self, message: Message) -> None:
         """A cut asked for by any process (the hub calls this for :data:`TOPIC`)."""
         data = message.data
