@@ -23,6 +23,7 @@ that came through the proxy with GRIP instructions instead.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from django.http import (
     HttpRequest,
@@ -79,10 +80,17 @@ def is_websocket(request: HttpRequest) -> bool:
     return bool(get_node().settings.grip) and is_ws_over_http(request)
 
 
-async def _join(node: Node, topics: list[str], since: Position | None) -> Subscriber:
+async def _user(request: HttpRequest) -> Any:
+    """The request's user (``None`` without Django's auth middleware): the hold is that
+    user's connection, so a logout or :func:`tidings.disconnect` ends it too."""
+    auser = getattr(request, "auser", None)
+    return None if auser is None else await auser()
+
+
+async def _join(node: Node, topics: list[str], since: Position | None, user: Any) -> Subscriber:
     """A subscriber of ``topics`` (after ``since`` on the first), joined. The view that
     holds the request is the gate: no rule is checked."""
-    subscriber = Subscriber(node, None, Mailbox())
+    subscriber = Subscriber(node, user, Mailbox())
     requests = [Subscribe(None, t, since if i == 0 else None, None) for i, t in enumerate(topics)]
     if await subscriber.run(subscriber.session.join_all(requests)):
         return subscriber
@@ -121,7 +129,7 @@ def hold_stream(
     if _proxied(request, node):
         return proxy.stream_link(node.settings, topics, start, content_type, keep_alive)
     response = StreamingHttpResponse(
-        _stream(node, topics, start, keep_alive), content_type=content_type
+        _stream(request, node, topics, start, keep_alive), content_type=content_type
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -129,9 +137,13 @@ def hold_stream(
 
 
 async def _stream(
-    node: Node, topics: list[str], since: Position | None, keep_alive: str | None
+    request: HttpRequest,
+    node: Node,
+    topics: list[str],
+    since: Position | None,
+    keep_alive: str | None,
 ) -> AsyncIterator[str]:
-    subscriber = await _join(node, topics, since)
+    subscriber = await _join(node, topics, since, await _user(request))
     try:
         chunks = [stream_chunk(m) for m in _messages(subscriber.take())]
         if keep_alive:
@@ -174,7 +186,7 @@ async def hold_longpoll(
     start = since if isinstance(since, Position) else parse_etag(since)
     if _proxied(request, node):
         return await proxy.longpoll(node, topic, start, timeout, timeout_response)
-    subscriber = await _join(node, [topic], start)
+    subscriber = await _join(node, [topic], start, await _user(request))
     try:
         messages = _messages(subscriber.take())
         if not messages and await subscriber.wait(timeout) and subscriber.closing is None:

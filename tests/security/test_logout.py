@@ -253,6 +253,31 @@ async def test_logout_answers_a_held_poll_at_once_and_the_next_poll_is_refused(s
         assert r.json()["error"]["code"] == "forbidden"
 
 
+async def test_logout_ends_a_stream_held_by_a_view_of_that_user_only(server):
+    """A view's ``tidings.hold_stream`` is its user's connection too."""
+    name, pw = user()
+    browser = Browser(server)
+    cookies = await asyncio.to_thread(browser.login, name, pw)
+    topic = "test.held-by-view"
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=30, cookies=cookies) as http,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as anon,
+        http.stream("GET", "/test/hold", params={"topic": topic}) as mine,
+        anon.stream("GET", "/test/hold", params={"topic": topic}) as theirs,
+    ):
+        ours, others = sse_events(mine), sse_events(theirs)
+        await next_event(ours, skip_comments=False)  # the keep-alive: held
+        await next_event(others, skip_comments=False)
+        await asyncio.to_thread(browser.logout)
+
+        async def rest() -> list[Any]:
+            return [event async for event in ours]
+
+        assert all(event.id is None for event in await asyncio.wait_for(rest(), 10))  # ended
+        await anon.post("/realtime/publish", json={"topic": topic, "data": "still"})
+        assert (await next_event(others)).data == '"still"'
+
+
 # -- every process -----------------------------------------------------------------------
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:
