@@ -1,18 +1,20 @@
 """Slow, silent and numerous connections: each holds a file descriptor, so the served
-stack bounds how long headers may take (408) and how many connections one client
-address may hold (429)."""
+stack bounds how long headers may take (408), how long a WebSocket may hold no
+subscription (4010), and how many connections one client address may hold (429)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.http_helpers import sse_events
+from tidings.testing import Client
 
 REQUEST = "GET /realtime/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 HANDSHAKE = (
@@ -64,6 +66,33 @@ async def test_header_timeout_does_not_cut_a_stream_that_outlives_it(make_server
                 async for event in sse_events(response):
                     if event.comments:  # a keep-alive, 2 s in: the stream is still open
                         break
+
+
+async def test_a_websocket_without_a_subscription_is_closed_4010_after_idle_timeout(
+    make_server,
+):
+    with make_server({"IDLE_TIMEOUT": 1}) as srv:
+        async with Client(srv.ws_url, origin=srv.url) as listener:
+            await listener.subscribe("test.idle")
+            async with connect(srv.ws_url, origin=srv.url) as idle:
+                with pytest.raises(ConnectionClosed) as e:
+                    await asyncio.wait_for(idle.recv(), 10)
+                assert e.value.rcvd is not None and e.value.rcvd.code == 4010
+            async with Client(srv.ws_url, origin=srv.url) as pub:
+                await pub.publish("test.idle", "kept")  # the subscribed one stays
+            assert (await listener.next_message())["data"] == "kept"
+
+
+async def test_a_websocket_that_leaves_its_last_topic_is_closed_4010(make_server):
+    with make_server({"IDLE_TIMEOUT": 1}) as srv:
+        async with connect(srv.ws_url, origin=srv.url) as ws:
+            await ws.send(json.dumps({"id": 1, "op": "subscribe", "topic": "test.left"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["ok"] is True
+            await ws.send(json.dumps({"id": 2, "op": "unsubscribe", "topic": "test.left"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["ok"] is True
+            with pytest.raises(ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert e.value.rcvd is not None and e.value.rcvd.code == 4010
 
 
 async def refused(url: str, origin: str, **headers: str) -> int | None:

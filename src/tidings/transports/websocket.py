@@ -15,6 +15,7 @@ subscriber too, whose messages are written in their ``ws_message`` format.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -51,6 +52,7 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     writer = Writer(send, ws_text, frames=True)
     subscriber = Subscriber(node, user, writer)
     session = subscriber.session
+    idle = _IdleTimer(subscriber, node.settings.idle_timeout)
     try:
         while True:
             event = await receive()
@@ -64,9 +66,46 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
                 await subscriber.receive(session.receive_text(text))
             else:
                 await subscriber.receive(session.receive_bytes(event.get("bytes") or b""))
+            idle.restart()
     finally:
+        idle.cancel()
         writer.cancel()
         await subscriber.leave()
+
+
+CLOSE_IDLE = 4010
+
+
+class _IdleTimer:
+    """Close a connection that holds no subscription with 4010 once it has sent nothing
+    for ``IDLE_TIMEOUT`` seconds: an open socket that subscribes to nothing only holds a
+    file descriptor. A connection with a subscription has no timer at all."""
+
+    __slots__ = ("handle", "subscriber", "timeout")
+
+    def __init__(self, subscriber: Subscriber, timeout: float) -> None:
+        self.subscriber = subscriber
+        self.timeout = timeout
+        self.handle: asyncio.TimerHandle | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        """After each frame: (re)start the wait when no topic is held, else stop it."""
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.timeout > 0 and not self.subscriber.session.topics:
+            loop = asyncio.get_running_loop()
+            self.handle = loop.call_later(self.timeout, self._expire)
+
+    def _expire(self) -> None:
+        self.handle = None
+        if not self.subscriber.session.topics:
+            self.subscriber.close(CLOSE_IDLE, "idle: no subscription")
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 def _handshake_ok(scope: Scope, node: Node) -> bool:
