@@ -23,7 +23,8 @@ $(STAMP): $(LOCK) pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python demo/manage.py migrate --noinput
 	$(if $(BROKER),TIDINGS_BROKER=$(BROKER),) WEB_CONCURRENCY=$(or $(WORKERS),1) \
-	$(BIN)/python -m uvicorn demo.asgi:application --host $(HOST) --port $(PORT) --app-dir .
+	$(BIN)/python -m uvicorn demo.asgi:application --host $(HOST) --port $(PORT) --app-dir . \
+	  --http tidings.serve:HttpProtocol --ws tidings.serve:WebSocketProtocol
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

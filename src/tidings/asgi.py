@@ -27,7 +27,9 @@ from typing import Any
 import django
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.exception import response_for_exception
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import include
 from django.urls import path as django_path
@@ -75,6 +77,12 @@ class Handler(ASGIHandler):
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         path = get_node().settings.path
         if request.path_info.startswith(path):
+            # The Host check of every view (DNS rebinding), whatever MIDDLEWARE holds:
+            # CommonMiddleware is what calls get_host() for other views.
+            try:
+                request.get_host()
+            except DisallowedHost as e:
+                return response_for_exception(request, e)  # 400, logged as Django does
             # Django takes a module or any object with ``urlpatterns`` (URLResolver)
             request.urlconf = _urlconf(path)  # type: ignore[assignment]
         return await super().get_response_async(request)

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_SYNC": 10.0,
     "PG_LISTEN": False,
     "MAX_DEPTH": 32,
+    "HEADER_TIMEOUT": 10.0,
+    "IDLE_TIMEOUT": 60.0,
+    "MAX_CONNECTIONS_PER_IP": 100,
 }
 
 
@@ -133,6 +136,9 @@ class Settings:
     pg_listen: bool
     grip: tuple[GripProxy, ...] = ()
     max_depth: int = 32
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_connections_per_ip: int = 100
 
     @property
     def ws_path(self) -> str:
@@ -211,6 +217,9 @@ def load() -> Settings:
         pg_listen=bool(raw["PG_LISTEN"]),
         grip=_grip(raw.get("GRIP")),
         max_depth=int(raw["MAX_DEPTH"]),
+        header_timeout=float(raw["HEADER_TIMEOUT"]),
+        idle_timeout=float(raw["IDLE_TIMEOUT"]),
+        max_connections_per_ip=int(raw["MAX_CONNECTIONS_PER_IP"]),
     )
 
 

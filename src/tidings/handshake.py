@@ -5,7 +5,12 @@ This is authentication (who); what they may do is authorization (:mod:`tidings.r
 The user comes from Django's session cookie, exactly as ``AuthenticationMiddleware``
 would resolve it, so ``request.user`` in a view and the user a rule sees are the same.
 The ``Origin`` check stops cross-site WebSocket hijacking: a page on another site
-cannot open a socket that rides on the visitor's cookies.
+cannot open a socket that rides on the visitor's cookies. The ``Host`` check stops DNS
+rebinding: a page on ``evil.example`` whose name is made to point at this server is
+same-origin with itself (Origin and Host both ``evil.example``), so only
+``ALLOWED_HOSTS`` can tell it from the real site. It is Django's own
+``HttpRequest.get_host()``, so ``DEBUG``'s defaults and ``USE_X_FORWARDED_HOST`` apply
+exactly as in views.
 
 Channels' ``OriginValidator`` is ASGI middleware for WebSockets only; the same check
 is needed for the HTTP transports, so this module holds one small function both use,
@@ -21,6 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest
 from django.http.request import split_domain_port, validate_host
 
 Headers = list[tuple[bytes, bytes]]
@@ -34,8 +41,33 @@ def header(headers: Headers, name: bytes) -> str | None:
     return None
 
 
+_META = {
+    b"host": "HTTP_HOST",
+    b"x-forwarded-host": "HTTP_X_FORWARDED_HOST",
+    b"x-forwarded-port": "HTTP_X_FORWARDED_PORT",
+}
+
+
+def allowed_host(scope: Any) -> str | None:
+    """The host a request names, as ``HttpRequest.get_host()`` returns it; ``None`` when
+    ``ALLOWED_HOSTS`` refuses it (Django would raise ``DisallowedHost``)."""
+    request = HttpRequest()
+    for key, value in scope.get("headers", []):
+        name = _META.get(key)
+        if name is not None and name not in request.META:
+            request.META[name] = value.decode("latin-1")
+    server = scope.get("server")
+    if server:
+        request.META["SERVER_NAME"], request.META["SERVER_PORT"] = server[0], str(server[1])
+    try:
+        return request.get_host()
+    except DisallowedHost:
+        return None
+
+
 def origin_allowed(origin: str | None, host: str | None, allowed_origins: tuple[str, ...]) -> bool:
-    """May a page served from ``origin`` talk to us (reached as ``host``)?
+    """May a page served from ``origin`` talk to us (reached as ``host``, which
+    :func:`allowed_host` has checked)?
 
     Refused: no Origin, ``null``, a non-http(s) scheme. Allowed: an exact entry of
     ``TIDINGS["ALLOWED_ORIGINS"]`` (or ``"*"``); the request's own host (same origin);

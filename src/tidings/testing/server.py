@@ -3,8 +3,10 @@
     with live_server("demo.asgi:application") as srv:
         ...  # srv.url, srv.ws_url, srv.log()
 
-The server is uvicorn on a socket bound here to a free loopback port and handed to it
-(``--fd``), so there is no race for the port. It is stopped with SIGTERM, then killed.
+The server is uvicorn with tidings' protocols (:data:`tidings.serve.UVICORN_ARGS`, as
+``make demo`` and docs/deploy.md run it) on a socket bound here to a free loopback port
+and handed to it (``--fd``), so there is no race for the port. It is stopped with
+SIGTERM, then killed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from tidings.serve import UVICORN_ARGS
 
 
 @dataclass
@@ -85,6 +89,7 @@ def live_server(
                 "info",
                 "--timeout-graceful-shutdown",
                 "5",
+                *UVICORN_ARGS,
                 *args,
             ],
             pass_fds=(sock.fileno(),),

@@ -1,7 +1,8 @@
 """The WebSocket transport: ``/realtime/ws``, and WebSockets held by views.
 
-Before accepting, it checks the ``Origin`` (a foreign, missing or ``null`` origin gets
-HTTP 403 and no socket) and resolves the Django user from the session cookie. Then it
+Before accepting, it checks the ``Host`` against ``ALLOWED_HOSTS`` (DNS rebinding) and
+the ``Origin`` (a foreign, missing or ``null`` origin): either refused gets HTTP 403
+and no socket. Then it resolves the Django user from the session cookie. Then it
 only moves bytes: each text frame goes to the client's
 :class:`~tidings.server.subscriber.Subscriber` (whose session parses it and runs the
 request), and the subscriber's queue goes to the socket through a
@@ -14,6 +15,7 @@ subscriber too, whose messages are written in their ``ws_message`` format.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -26,7 +28,7 @@ from tidings.core.frames import ws_text
 from tidings.core.messages import Message
 from tidings.core.protocol import Output, Subscribe
 from tidings.formats import ws_message
-from tidings.handshake import header, origin_allowed, user_from_headers
+from tidings.handshake import allowed_host, header, origin_allowed, user_from_headers
 from tidings.holds import WebSocketHold
 from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Subscriber
@@ -41,7 +43,7 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     if event["type"] != "websocket.connect":
         return
     node = get_node()
-    if not _origin_ok(scope, node):
+    if not _handshake_ok(scope, node):
         await send({"type": "websocket.close", "code": 1008})
         return
     user = await user_from_headers(scope.get("headers", []))
@@ -50,6 +52,7 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     writer = Writer(send, ws_text, frames=True)
     subscriber = Subscriber(node, user, writer)
     session = subscriber.session
+    idle = _IdleTimer(subscriber, node.settings.idle_timeout)
     try:
         while True:
             event = await receive()
@@ -63,15 +66,57 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
                 await subscriber.receive(session.receive_text(text))
             else:
                 await subscriber.receive(session.receive_bytes(event.get("bytes") or b""))
+            idle.restart()
     finally:
+        idle.cancel()
         writer.cancel()
         await subscriber.leave()
 
 
-def _origin_ok(scope: Scope, node: Node) -> bool:
+CLOSE_IDLE = 4010
+
+
+class _IdleTimer:
+    """Close a connection that holds no subscription with 4010 once it has sent nothing
+    for ``IDLE_TIMEOUT`` seconds: an open socket that subscribes to nothing only holds a
+    file descriptor. A connection with a subscription has no timer at all."""
+
+    __slots__ = ("handle", "subscriber", "timeout")
+
+    def __init__(self, subscriber: Subscriber, timeout: float) -> None:
+        self.subscriber = subscriber
+        self.timeout = timeout
+        self.handle: asyncio.TimerHandle | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        """After each frame: (re)start the wait when no topic is held, else stop it."""
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        if self.timeout > 0 and not self.subscriber.session.topics:
+            loop = asyncio.get_running_loop()
+            self.handle = loop.call_later(self.timeout, self._expire)
+
+    def _expire(self) -> None:
+        self.handle = None
+        if not self.subscriber.session.topics:
+            self.subscriber.close(CLOSE_IDLE, "idle: no subscription")
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+
+
+def _handshake_ok(scope: Scope, node: Node) -> bool:
+    """Is the ``Host`` one of ``ALLOWED_HOSTS``, and the ``Origin`` that host or allowed?"""
     headers = scope.get("headers", [])
+    host = allowed_host(scope)
+    if host is None:
+        logger.info("refused WebSocket for host %r", header(headers, b"host"))
+        return False
     origin = header(headers, b"origin")
-    if origin_allowed(origin, header(headers, b"host"), node.settings.allowed_origins):
+    if origin_allowed(origin, host, node.settings.allowed_origins):
         return True
     logger.info("refused WebSocket from origin %r", origin)
     return False
@@ -89,7 +134,7 @@ async def view_websocket(handler: ASGIHandler, scope: Scope, receive: Receive, s
     if event["type"] != "websocket.connect":
         return
     node = get_node()
-    if not _origin_ok(scope, node):
+    if not _handshake_ok(scope, node):
         await send({"type": "websocket.close", "code": 1008})
         return
     http_scope = {
