@@ -9,9 +9,11 @@ and it carries a deadline, so a publish stuck in a frozen Redis or a dead socket
 refused when it finally arrives instead of appearing after the caller was told it
 failed.
 
-**Epochs** live in ``meta`` and are made by whichever script finds none: after a
+**Epochs** live in ``meta`` and are made by a publish that finds none: after a
 FLUSHALL, a restart without persistence or a long idle expiry, a topic gets a new
-epoch and ``history(since=old)`` answers ``recovered=False``.
+epoch and ``history(since=old)`` answers ``recovered=False``. A read never makes one: a
+topic without ``meta`` stands at :data:`~tidings.brokers.base.EMPTY` and no key is
+written (``lua/history.lua``), so asking about any number of topics costs Redis nothing.
 
 Delivery is the :class:`~tidings.brokers.redis.listener.PubSubListener`'s job, presence
 the :class:`~tidings.brokers.redis.presence.RedisPresence` store's; the broker runs both
@@ -218,7 +220,7 @@ class RedisBroker(Broker):
             reply = await self._call(
                 "history",
                 [self.names.key(topic, "meta"), self.names.key(topic, "history")],
-                [*args, new_id(), ms(self.options.meta_ttl)],
+                [*args, ms(self.options.meta_ttl)],
             )
         except (redis.RedisError, OSError) as e:
             where = f"Redis at {self._where}"
