@@ -16,8 +16,9 @@ topic without ``meta`` stands at :data:`~tidings.brokers.base.EMPTY` and no key 
 written (``lua/history.lua``), so asking about any number of topics costs Redis nothing.
 
 Delivery is the :class:`~tidings.brokers.redis.listener.PubSubListener`'s job, presence
-the :class:`~tidings.brokers.redis.presence.RedisPresence` store's; the broker runs both
-tasks between :meth:`RedisBroker.start` and :meth:`RedisBroker.close`.
+the :class:`~tidings.brokers.redis.presence.RedisPresence` store's, health's PING the
+:class:`~tidings.brokers.redis.probe.Probe`'s; the broker runs their tasks between
+:meth:`RedisBroker.start` and :meth:`RedisBroker.close`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from tidings.brokers.base import Broker, Deliver, HistoryResult
 from tidings.brokers.redis.listener import PubSubListener
 from tidings.brokers.redis.options import Names, Options, ms, new_id
 from tidings.brokers.redis.presence import RedisPresence
+from tidings.brokers.redis.probe import Probe
 from tidings.brokers.redis.scripts import SOURCES
 from tidings.core.messages import HistoryPolicy, Message, Position
 from tidings.exceptions import BrokerError
@@ -97,6 +99,7 @@ class RedisBroker(Broker):
             self._where,
         )
         self.presence = RedisPresence(self._call, self.names, opts, self._where)
+        self._probe = Probe(self._redis_url, self._pool_kwargs, opts.health_interval)
 
     def _describe(self) -> str:
         kw = self._sync.connection_pool.connection_kwargs
@@ -272,6 +275,7 @@ class RedisBroker(Broker):
             self._tasks = [
                 loop.create_task(self._listener.run(), name="tidings-redis-pubsub"),
                 loop.create_task(self.presence.refresh(), name="tidings-redis-presence"),
+                loop.create_task(self._probe.run(), name="tidings-redis-probe"),
             ]
             for task in self._tasks:
                 task.add_done_callback(self._ended)
@@ -296,8 +300,12 @@ class RedisBroker(Broker):
         self._sync.connection_pool.disconnect()
 
     def health(self) -> dict[str, Any]:
-        """Whether the pub/sub connection is up, how often it came back, the last error."""
-        return self._listener.health()
+        """``connected`` while the pub/sub connection is up and Redis answers PINGs
+        (:mod:`~tidings.brokers.redis.probe`: a frozen Redis keeps its sockets open);
+        how often the connection came back, the last errors."""
+        health = {**self._listener.health(), **self._probe.health()}
+        health["connected"] = health["connected"] and health["answering"]
+        return health
 
     async def subscribe(self, topic: str) -> None:
         if not self._tasks:
