@@ -3,6 +3,13 @@
 Publishing is thread-safe: a lock orders appends, and deliveries from other threads
 are handed off through one FIFO drained on the event loop that started the broker, so
 subscribers see every topic in offset order whichever thread published.
+
+A topic's stream is made by its first publish, never by a read (a read of a topic it
+does not keep answers :data:`~tidings.brokers.base.EMPTY`). Streams are kept in the
+order they were last touched (published, read, left by their last subscriber); a
+sweep on the broker's loop frees, from the oldest, each one untouched for
+``meta_ttl`` seconds (``memory://?meta_ttl=86400``, as the Redis broker's) that has
+no subscriber and no history left. It costs one step per stream freed.
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ import asyncio
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from tidings.brokers.base import Broker, Deliver, HistoryResult, PresenceStore
+from django.core.exceptions import ImproperlyConfigured
+
+from tidings.brokers.base import EMPTY, Broker, Deliver, HistoryResult, PresenceStore
 from tidings.core.messages import HistoryPolicy, Message, Position
 
 
@@ -23,17 +33,22 @@ def new_epoch() -> str:
 
 
 class _Stream:
-    """One topic's history: an epoch, the last offset, and the kept messages."""
+    """One topic's history: an epoch, the last offset, the kept messages and the policy
+    they are kept by, and when it was last touched (``time.monotonic()``)."""
 
-    __slots__ = ("epoch", "kept", "offset")
+    __slots__ = ("epoch", "kept", "offset", "policy", "touched")
 
-    def __init__(self) -> None:
+    def __init__(self, now: float) -> None:
         self.epoch = new_epoch()
         self.offset = 0
         self.kept: deque[Message] = deque()
+        self.policy: HistoryPolicy | None = None
+        self.touched = now
 
-    def trim(self, policy: HistoryPolicy, now: float) -> None:
-        kept = self.kept
+    def trim(self, now: float) -> None:
+        kept, policy = self.kept, self.policy
+        if policy is None:
+            return
         while kept and (len(kept) > policy.size or now - kept[0].timestamp > policy.ttl):
             kept.popleft()
 
@@ -59,21 +74,37 @@ class MemoryPresence(PresenceStore):
         return dict(self._topics.get(topic, {}))
 
 
+def _meta_ttl(url: str) -> float:
+    """``memory://?meta_ttl=<seconds>`` (default 86400, as the Redis broker's)."""
+    value = dict(parse_qsl(urlsplit(url).query)).get("meta_ttl", "86400")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ImproperlyConfigured(f"TIDINGS['BROKER'] = {url!r}: meta_ttl must be > 0")
+    return seconds
+
+
 class MemoryBroker(Broker):
     def __init__(self, url: str = "memory://") -> None:
         super().__init__(url)
+        self.meta_ttl = _meta_ttl(url)
         self._lock = threading.Lock()
-        self._streams: dict[str, _Stream] = {}
-        self._policies: dict[str, HistoryPolicy] = {}
+        self._streams: OrderedDict[str, _Stream] = OrderedDict()  # least recently touched first
+        self._subscribed: set[str] = set()
         self._handoff: deque[Message] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._deliver: Deliver | None = None
         self._drain_scheduled = False
+        self._sweeper: asyncio.TimerHandle | None = None
         self.presence = MemoryPresence()
 
     async def start(self, deliver: Deliver) -> None:
         self._loop = asyncio.get_running_loop()
         self._deliver = deliver
+        if self._sweeper is None:
+            self._sweep()
 
     async def close(self) -> None:
         with self._lock:
@@ -81,12 +112,46 @@ class MemoryBroker(Broker):
             self._deliver = None
             self._handoff.clear()
             self._drain_scheduled = False
+            sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+
+    def health(self) -> dict[str, Any]:
+        """Always connected; ``streams``: how many topics it keeps a stream for."""
+        return {"connected": True, "streams": len(self._streams)}
 
     async def subscribe(self, topic: str) -> None:
-        """Nothing to do: every message of this process is already here."""
+        """Every message of this process is already here: only note that ``topic`` has
+        a subscriber, so its stream is not freed."""
+        self._subscribed.add(topic)
 
     async def unsubscribe(self, topic: str) -> None:
-        """Nothing to do."""
+        """``topic``'s stream may be freed ``meta_ttl`` from now."""
+        self._subscribed.discard(topic)
+        with self._lock:
+            stream = self._streams.get(topic)
+            if stream is not None:
+                stream.touched = time.monotonic()
+                self._streams.move_to_end(topic)
+
+    def _sweep(self) -> None:
+        """Free the idle streams (see the module doc), then run again later."""
+        now, clock = time.monotonic(), time.time()
+        with self._lock:
+            streams = self._streams
+            while streams:
+                topic, stream = next(iter(streams.items()))
+                if now - stream.touched < self.meta_ttl:
+                    break
+                stream.trim(clock)
+                if stream.kept or topic in self._subscribed:
+                    stream.touched = now  # still in use: look again in meta_ttl
+                    streams.move_to_end(topic)
+                else:
+                    del streams[topic]
+            loop = self._loop
+            if loop is not None:
+                self._sweeper = loop.call_later(min(self.meta_ttl / 2, 30.0), self._sweep)
 
     def publish(
         self,
@@ -98,16 +163,20 @@ class MemoryBroker(Broker):
     ) -> Position:
         now = time.time()
         with self._lock:
-            stream = self._streams.get(topic)
+            streams = self._streams
+            stream = streams.get(topic)
             if stream is None:
-                stream = self._streams[topic] = _Stream()
+                stream = streams[topic] = _Stream(time.monotonic())
+            else:
+                stream.touched = time.monotonic()
+                streams.move_to_end(topic)
             stream.offset += 1
             position = Position(stream.epoch, stream.offset)
             message = Message(topic, event, data_json, position, now, formats_json)
+            stream.policy = history
             if history.enabled:
                 stream.kept.append(message)
-                self._policies[topic] = history
-            stream.trim(history, now)
+            stream.trim(now)
             loop = self._loop
             if loop is None:
                 return position
@@ -157,14 +226,16 @@ class MemoryBroker(Broker):
     async def history(self, topic: str, since: Position | None) -> HistoryResult:
         with self._lock:
             stream = self._streams.get(topic)
-            if stream is None:
-                stream = self._streams[topic] = _Stream()
-            policy = self._policies.get(topic)
-            if policy is not None:
-                stream.trim(policy, time.time())
+            if stream is None:  # nothing kept: store nothing either
+                return HistoryResult(EMPTY, recovered=since is None or since == EMPTY)
+            stream.touched = time.monotonic()
+            self._streams.move_to_end(topic)
+            stream.trim(time.time())
             position = Position(stream.epoch, stream.offset)
             if since is None:
                 return HistoryResult(position, recovered=True)
+            if since == EMPTY:  # seen empty: this epoch was made since
+                since = Position(stream.epoch, 0)
             if since.epoch != stream.epoch or since.offset > stream.offset:
                 return HistoryResult(position, recovered=False)
             missed = stream.offset - since.offset

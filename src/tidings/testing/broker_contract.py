@@ -16,7 +16,11 @@ name) and say how to make the broker, by URL or by factory::
 
 ``new_broker()`` must return a fresh, unstarted broker each time; brokers made by one
 test must not see the topics of another (a broker with a server: give each test its own
-key prefix or database). :class:`PresenceContract` holds the presence tests
+key prefix or database). Two more fixtures hold a broker to what it stores:
+``stored(broker)`` counts the topics it keeps anything for (default: its health's
+``streams``), and ``new_broker_freeing(meta_ttl)`` makes one that frees idle topics
+after ``meta_ttl`` seconds (default: ``broker_url`` with ``?meta_ttl=``).
+:class:`PresenceContract` holds the presence tests
 (:class:`~tidings.brokers.base.PresenceStore`); :class:`BrokerContract` includes them,
 run on the broker's own store. The tests are marked for pytest-asyncio, so they run in
 its strict mode too.
@@ -27,14 +31,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
 import pytest
 import pytest_asyncio
 
 from tidings.brokers import broker_from_url
-from tidings.brokers.base import Broker, PresenceStore
+from tidings.brokers.base import EMPTY, Broker, PresenceStore
 from tidings.core.messages import HistoryPolicy, Message, Position
 
 KEEP = HistoryPolicy(size=100, ttl=300)
@@ -104,6 +108,27 @@ class BrokerContract(PresenceContract):
     @pytest.fixture
     def presence(self, broker: Started) -> PresenceStore:
         return broker[0].presence
+
+    @pytest.fixture
+    def stored(self) -> Callable[[Broker], Awaitable[int]]:
+        """How many topics a broker keeps anything for (default: ``health()["streams"]``)."""
+
+        async def count(b: Broker) -> int:
+            streams = b.health().get("streams")
+            if not isinstance(streams, int):
+                pytest.fail(f"{type(self).__name__}: override the `stored` fixture")
+            return streams
+
+        return count
+
+    @pytest.fixture
+    def new_broker_freeing(self) -> Callable[[float], Broker]:
+        """Makes a fresh broker that frees idle topics after ``meta_ttl`` seconds."""
+        if not self.broker_url:
+            pytest.fail(f"{type(self).__name__}: set broker_url or override new_broker_freeing")
+        url = self.broker_url
+        sep = "&" if "?" in url else "?"
+        return lambda meta_ttl: broker_from_url(f"{url}{sep}meta_ttl={meta_ttl}")
 
     # -- publish and deliver ---------------------------------------------------------
     @pytest.mark.asyncio
@@ -219,6 +244,66 @@ class BrokerContract(PresenceContract):
         assert (await b.history("fresh", result.position)).recovered
 
     @pytest.mark.asyncio
+    async def test_reading_topics_it_keeps_nothing_of_stores_nothing(
+        self, broker: Started, stored: Callable[[Broker], Awaitable[int]]
+    ) -> None:
+        """Anyone may ask about any topic: the answer must not outlive the question."""
+        b, _ = broker
+        await b.apublish("kept", "m", "1", KEEP)
+        before = await stored(b)
+        for i in range(200):
+            result = await b.history(f"unknown.{i}", None)
+            assert result.position == EMPTY and result.recovered
+            assert not (await b.history(f"unknown.{i}", Position("ab12cd34", 3))).recovered
+            assert (await b.history(f"unknown.{i}", EMPTY)).recovered
+        assert await stored(b) == before == 1
+
+    @pytest.mark.asyncio
+    async def test_a_topic_seen_empty_resumes_from_its_first_message(self, broker: Started) -> None:
+        b, got = broker
+        await b.subscribe("late")
+        seen = (await b.history("late", None)).position
+        first = await b.apublish("late", "m", "1", KEEP)
+        await b.apublish("late", "m", "2", KEEP)
+        resumed = await b.history("late", seen)
+        assert resumed.recovered and [m.data_json for m in resumed.messages] == ["1", "2"]
+        assert first.offset == 1 and resumed.position == Position(first.epoch, 2)
+        await settle(got, 2)
+        assert [m.data_json for m in got] == ["1", "2"]
+
+    @pytest.mark.asyncio
+    async def test_idle_topics_are_freed(
+        self,
+        new_broker_freeing: Callable[[float], Broker],
+        stored: Callable[[Broker], Awaitable[int]],
+    ) -> None:
+        """A topic with no subscriber here and no history left is freed within its
+        ``meta_ttl``; read afterwards it is empty, and resumes as a topic seen empty."""
+        b = new_broker_freeing(0.5)
+        got: list[Message] = []
+        await b.start(got.append)
+        try:
+            brief = HistoryPolicy(size=10, ttl=0.2)
+            old = [await b.apublish(f"idle.{i}", "m", "1", brief) for i in range(20)]
+            assert await stored(b) == 20
+            deadline = time.monotonic() + 15
+            while await stored(b) and time.monotonic() < deadline:  # noqa: ASYNC110 (polls)
+                await asyncio.sleep(0.05)
+            assert await stored(b) == 0
+            now = await b.history("idle.0", old[0])
+            assert not now.recovered and now.position == EMPTY
+            got.clear()  # (a broker may deliver what nobody here subscribed to)
+            await b.subscribe("idle.0")
+            again = await b.apublish("idle.0", "m", "2", brief)
+            assert again.offset == 1 and again.epoch != old[0].epoch
+            resumed = await b.history("idle.0", EMPTY)
+            assert resumed.recovered and [m.data_json for m in resumed.messages] == ["2"]
+            await settle(got, 1)
+            assert [m.position for m in got if m.topic == "idle.0"] == [again]
+        finally:
+            await b.close()
+
+    @pytest.mark.asyncio
     async def test_history_refuses_what_it_cannot_promise(self, broker: Started) -> None:
         b, _ = broker
         small = HistoryPolicy(size=2, ttl=300)
@@ -246,8 +331,8 @@ class BrokerContract(PresenceContract):
             await b.apublish("exact", "m", str(i), policy)
         over = await b.history("exact", start)
         assert not over.recovered and over.messages == ()
-        assert over.position == Position(start.epoch, size + 1)
-        within = await b.history("exact", Position(start.epoch, 1))  # size missed
+        assert over.position.offset == size + 1
+        within = await b.history("exact", Position(over.position.epoch, 1))  # size missed
         assert within.recovered and within.position == over.position
         assert [m.data_json for m in within.messages] == [str(i) for i in range(2, size + 2)]
         assert [m.position.offset for m in within.messages] == list(range(2, size + 2))

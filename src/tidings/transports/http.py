@@ -36,17 +36,23 @@ STATUS = {
 }
 
 
+RETRY_AFTER = "5"  # seconds: how soon to try again when the broker is unavailable
+
+
 def error(code: str, message: str, topic: str | None = None, **headers: str) -> JsonResponse:
     """``{"ok": false, "error": {"code", "message", "topic"?}}`` with the fitting status.
 
-    ``topic`` names the topic refused, so a client of several topics knows which.
+    ``topic`` names the topic refused, so a client of several topics knows which. Every
+    HTTP endpoint answers its errors here: a 503 (``unavailable``: the broker is down)
+    says ``Retry-After``.
     """
     detail = {"code": code, "message": message}
     if topic is not None:
         detail["topic"] = topic
-    return JsonResponse(
-        {"ok": False, "error": detail}, status=STATUS.get(code, 400), headers=headers
-    )
+    status = STATUS.get(code, 400)
+    if status == 503:
+        headers.setdefault("Retry-After", RETRY_AFTER)
+    return JsonResponse({"ok": False, "error": detail}, status=status, headers=headers)
 
 
 def error_response(failed: Error) -> JsonResponse:

@@ -17,15 +17,20 @@ carrying the cursor, which Pushpin follows on each publish (a hint) or gap.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 
 from tidings.core.frames import gap_frame, joined_info
 from tidings.core.messages import Message, Position
 from tidings.core.protocol import (
-    CLOSE_INTERNAL_ERROR,
     Error,
     Gap,
     Output,
@@ -40,6 +45,7 @@ from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Subscriber
 from tidings.transports.http import (
     StreamRequest,
+    error_response,
     first_error,
     opened,
     stream_request,
@@ -59,7 +65,15 @@ async def sse_view(request: HttpRequest) -> HttpResponseBase:
         return req
     if req.by_proxy:
         return await _held_by_proxy(node, req.topics, req.requests, req.subscriber, first=True)
-    response = StreamingHttpResponse(stream(node, req), content_type="text/event-stream")
+    # Join before answering, so a join that fails (the broker is down) is an HTTP error,
+    # not a 200 and a stream that ends at once. The stream is started here: if the client
+    # goes away before it is sent, its generator is closed and leaves the topics.
+    chunks = stream(node, req)
+    opening = await anext(chunks)
+    if isinstance(opening, Error):
+        await chunks.aclose()
+        return error_response(opening)
+    response = StreamingHttpResponse(_after(opening, chunks), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
@@ -113,14 +127,23 @@ def close_event(code: int, reason: str) -> str:
     return f"event: tidings.close\ndata: {json.dumps({'code': code, 'reason': reason})}\n\n"
 
 
-async def stream(node: Node, req: StreamRequest) -> AsyncIterator[str]:
+async def _after(first: str, chunks: AsyncGenerator[str | Error, None]) -> AsyncIterator[str]:
+    yield first
+    async for chunk in chunks:
+        assert isinstance(chunk, str)
+        yield chunk
+
+
+async def stream(node: Node, req: StreamRequest) -> AsyncGenerator[str | Error, None]:
+    """Join, then the stream's chunks; the first item is the :class:`Error` the join
+    failed with instead, if it failed (:func:`sse_view` answers it as HTTP)."""
     subscriber, settings = req.subscriber, node.settings
     try:
         joined = await subscriber.run(subscriber.session.join_all(req.requests))
         items = subscriber.take()
         if not joined:
             failed = first_error(items)
-            yield close_event(CLOSE_INTERNAL_ERROR, failed.message if failed else "error")
+            yield failed if failed is not None else Error(None, "internal_error", "error")
             return
         events = _Events(req.topics)
         yield events.start(items, settings.sse_retry_ms) + events.render(items)
@@ -145,7 +168,7 @@ async def _held_by_proxy(
     requests: list[Subscribe],
     subscriber: Subscriber,
     first: bool,
-) -> HttpResponse:
+) -> HttpResponse | JsonResponse:
     """The replay after each topic's ``since`` (with the start when the stream starts),
     then ``Grip-Hold: stream`` on the topics' protocol channels and a next link."""
     settings = node.settings
@@ -153,8 +176,7 @@ async def _held_by_proxy(
     items = subscriber.take()
     if not ok:
         failed = first_error(items)
-        status = 503 if isinstance(failed, Error) and failed.code == "unavailable" else 500
-        return HttpResponse("The stream could not start.\n", status=status)
+        return error_response(failed or Error(None, "internal_error", "Internal server error."))
     events = _Events(topics)
     start = events.start(items, settings.sse_retry_ms)
     body = (start if first else "") + events.render(items)

@@ -9,13 +9,16 @@ and it carries a deadline, so a publish stuck in a frozen Redis or a dead socket
 refused when it finally arrives instead of appearing after the caller was told it
 failed.
 
-**Epochs** live in ``meta`` and are made by whichever script finds none: after a
+**Epochs** live in ``meta`` and are made by a publish that finds none: after a
 FLUSHALL, a restart without persistence or a long idle expiry, a topic gets a new
-epoch and ``history(since=old)`` answers ``recovered=False``.
+epoch and ``history(since=old)`` answers ``recovered=False``. A read never makes one: a
+topic without ``meta`` stands at :data:`~tidings.brokers.base.EMPTY` and no key is
+written (``lua/history.lua``), so asking about any number of topics costs Redis nothing.
 
 Delivery is the :class:`~tidings.brokers.redis.listener.PubSubListener`'s job, presence
-the :class:`~tidings.brokers.redis.presence.RedisPresence` store's; the broker runs both
-tasks between :meth:`RedisBroker.start` and :meth:`RedisBroker.close`.
+the :class:`~tidings.brokers.redis.presence.RedisPresence` store's, health's PING the
+:class:`~tidings.brokers.redis.probe.Probe`'s; the broker runs their tasks between
+:meth:`RedisBroker.start` and :meth:`RedisBroker.close`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from tidings.brokers.base import Broker, Deliver, HistoryResult
 from tidings.brokers.redis.listener import PubSubListener
 from tidings.brokers.redis.options import Names, Options, ms, new_id
 from tidings.brokers.redis.presence import RedisPresence
+from tidings.brokers.redis.probe import Probe
 from tidings.brokers.redis.scripts import SOURCES
 from tidings.core.messages import HistoryPolicy, Message, Position
 from tidings.exceptions import BrokerError
@@ -95,6 +99,7 @@ class RedisBroker(Broker):
             self._where,
         )
         self.presence = RedisPresence(self._call, self.names, opts, self._where)
+        self._probe = Probe(self._redis_url, self._pool_kwargs, opts.health_interval)
 
     def _describe(self) -> str:
         kw = self._sync.connection_pool.connection_kwargs
@@ -218,7 +223,7 @@ class RedisBroker(Broker):
             reply = await self._call(
                 "history",
                 [self.names.key(topic, "meta"), self.names.key(topic, "history")],
-                [*args, new_id(), ms(self.options.meta_ttl)],
+                [*args, ms(self.options.meta_ttl)],
             )
         except (redis.RedisError, OSError) as e:
             where = f"Redis at {self._where}"
@@ -270,6 +275,7 @@ class RedisBroker(Broker):
             self._tasks = [
                 loop.create_task(self._listener.run(), name="tidings-redis-pubsub"),
                 loop.create_task(self.presence.refresh(), name="tidings-redis-presence"),
+                loop.create_task(self._probe.run(), name="tidings-redis-probe"),
             ]
             for task in self._tasks:
                 task.add_done_callback(self._ended)
@@ -294,8 +300,12 @@ class RedisBroker(Broker):
         self._sync.connection_pool.disconnect()
 
     def health(self) -> dict[str, Any]:
-        """Whether the pub/sub connection is up, how often it came back, the last error."""
-        return self._listener.health()
+        """``connected`` while the pub/sub connection is up and Redis answers PINGs
+        (:mod:`~tidings.brokers.redis.probe`: a frozen Redis keeps its sockets open);
+        how often the connection came back, the last errors."""
+        health = {**self._listener.health(), **self._probe.health()}
+        health["connected"] = health["connected"] and health["answering"]
+        return health
 
     async def subscribe(self, topic: str) -> None:
         if not self._tasks:

@@ -27,7 +27,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import AbstractBackoff, NoBackoff
 
-from tidings.brokers.base import Deliver, HistoryResult
+from tidings.brokers.base import EMPTY, Deliver, HistoryResult
 from tidings.brokers.redis.options import Names, Options
 from tidings.core.messages import Message, Position
 from tidings.exceptions import BrokerError
@@ -280,7 +280,9 @@ class PubSubListener:
         """Deliver ``message`` if it is the next one; when offsets were skipped, return
         the position to fill from instead. Already delivered messages are dropped."""
         position, last = message.position, sub.last
-        if last is not None and position.epoch != last.epoch:
+        if last == EMPTY:  # the topic was empty: its first epoch starts
+            last = sub.last = Position(position.epoch, 0)
+        elif last is not None and position.epoch != last.epoch:
             logger.warning(
                 "%r: new epoch %s after %s: its history was lost (Redis flushed, restarted "
                 "empty, or idle past meta_ttl)", topic, position.epoch, last,

@@ -4,7 +4,8 @@ Options in the URL query (the rest goes to redis-py: ``socket_timeout``, ``proto
 ``ssl_ca_certs``...): ``prefix`` (``tidings``), ``presence_ttl`` (60), ``meta_ttl``
 (86400), ``keepalive`` (10: seconds of pub/sub silence before a PING), ``publish_timeout``
 (5: a publish's deadline, retries included), ``retries`` (2), ``max_connections`` (8 per
-pool). A bad value raises ``ImproperlyConfigured`` when the broker is built.
+pool), ``health_interval`` (1: seconds between health PINGs; unhealthy after two
+unanswered). A bad value raises ``ImproperlyConfigured`` when the broker is built.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Options:
     publish_timeout: float = 5.0
     retries: int = 2
     max_connections: int = 8
+    health_interval: float = 1.0
 
     @classmethod
     def split_url(cls, url: str) -> tuple[Options, str]:

@@ -1,18 +1,20 @@
--- The messages after a position, or "cannot".
+-- The messages after a position, or "cannot". Reading a topic Redis keeps nothing of
+-- writes nothing: it stands at epoch '0', offset 0 (EMPTY in brokers/base.py).
 -- KEYS: meta, history.
--- ARGV: since epoch ('' for none), since offset, epoch to make if there is none, meta ttl (ms).
+-- ARGV: since epoch ('' for none), since offset, meta ttl (ms).
 -- Returns {epoch, offset} or {epoch, offset, recovered, entries newest first}.
 local m = redis.call('HMGET', KEYS[1], 'epoch', 'offset', 'ttl')
 local epoch, offset, ttl = m[1], tonumber(m[2]) or 0, tonumber(m[3]) or 0
+local since_epoch, since = ARGV[1], tonumber(ARGV[2])
 if not epoch then
-  epoch = ARGV[3]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  if since_epoch == '' then return {'0', 0} end
+  if since_epoch == '0' and since == 0 then return {'0', 0, 1} end
+  return {'0', 0, 0}
 end
-redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[4]), ttl))
-if ARGV[1] == '' then return {epoch, offset} end
-local since = tonumber(ARGV[2])
-if ARGV[1] ~= epoch or since > offset then return {epoch, offset, 0} end
+redis.call('PEXPIRE', KEYS[1], math.max(tonumber(ARGV[3]), ttl))
+if since_epoch == '' then return {epoch, offset} end
+if since_epoch == '0' and since == 0 then since_epoch = epoch end  -- seen empty: epoch made since
+if since_epoch ~= epoch or since > offset then return {epoch, offset, 0} end
 local missed = offset - since
 if missed == 0 then return {epoch, offset, 1} end
 if ttl > 0 then
