@@ -80,3 +80,15 @@ async def test_every_live_subscriber_hears_of_a_lost_history_before_the_next_mes
 
 async def _subscribers(server: Any, n: int) -> bool:
     return (await hub(server, TOPIC))["subscribers"] >= n
+
+
+async def test_a_topics_first_publish_is_no_gap(server):
+    """A topic seen empty (``0:0``) gets its first epoch at its first publish: nothing
+    was lost, so no gap (a test of the memory broker's empty topics)."""
+    async with Client(server.ws_url, origin=server.url) as c:
+        topic = "test.first-ever"
+        assert (await c.subscribe(topic))["position"] == "0:0"
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            await http.post("/realtime/publish", json={"topic": topic, "data": 1})
+        frame = await c.next_frame()
+        assert frame["op"] == "message" and frame["position"].endswith(":1")

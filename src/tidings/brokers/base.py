@@ -14,11 +14,12 @@ A broker does four things and makes no policy:
    the broker's.
 3. **History**: the messages after a position, or a plain "cannot" — never a partial
    replay passed off as complete (:class:`HistoryResult`). A topic the broker keeps
-   nothing of (never published, or idle and freed) stands at :data:`EMPTY`, and
-   reading it stores nothing: anyone may ask about any topic, so a read must not
-   allocate what outlives it. :data:`EMPTY` resumes like offset 0 of whichever epoch
-   the topic's first later publish makes. A broker frees an idle topic (no subscriber
-   in this process, its history expired, untouched for its ``meta_ttl``).
+   nothing of (never published, or idle and freed) stands at ``EMPTY``
+   (:mod:`tidings.core.messages`), and reading it stores nothing: anyone may ask
+   about any topic, so a read must not allocate what outlives it. ``EMPTY`` resumes
+   like offset 0 of whichever epoch the topic's first later publish makes. A broker
+   frees an idle topic (no subscriber in this process, its history expired, untouched
+   for its ``meta_ttl``).
 4. **Presence**: a per-topic map of connection id -> member info, kept by the broker's
    :attr:`Broker.presence` store, a contract of its own (:class:`PresenceStore`).
 
@@ -38,12 +39,6 @@ from typing import Any
 from tidings.core.messages import HistoryPolicy, Message, Position
 
 Deliver = Callable[[Message], None]
-
-EMPTY = Position("0", 0)
-"""Where a topic stands when the broker keeps nothing of it. Its epoch ``"0"`` is never
-made otherwise (a made epoch has 8 characters), and ``since=EMPTY`` is read as offset
-0 of the topic's current epoch: the client saw the topic empty, so every message of an
-epoch made since then is one it missed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +138,7 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def history(self, topic: str, since: Position | None) -> HistoryResult:
         """Messages after ``since`` (``None``: just the current position). A topic the
-        broker keeps nothing of is at :data:`EMPTY`, and stays unstored."""
+        broker keeps nothing of is at :data:`~tidings.core.messages.EMPTY`, and stays unstored."""
 
     def health(self) -> dict[str, Any]:
         """Whether this broker can move messages now (``connected``), and what else it

@@ -5,7 +5,7 @@ are handed off through one FIFO drained on the event loop that started the broke
 subscribers see every topic in offset order whichever thread published.
 
 A topic's stream is made by its first publish, never by a read (a read of a topic it
-does not keep answers :data:`~tidings.brokers.base.EMPTY`). Streams are kept in the
+does not keep answers :data:`~tidings.core.messages.EMPTY`). Streams are kept in the
 order they were last touched (published, read, left by their last subscriber); a
 sweep on the broker's loop frees, from the oldest, each one untouched for
 ``meta_ttl`` seconds (``memory://?meta_ttl=86400``, as the Redis broker's) that has
@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from tidings.brokers.base import EMPTY, Broker, Deliver, HistoryResult, PresenceStore
-from tidings.core.messages import HistoryPolicy, Message, Position
+from tidings.brokers.base import Broker, Deliver, HistoryResult, PresenceStore
+from tidings.core.messages import EMPTY, HistoryPolicy, Message, Position
 
 
 def new_epoch() -> str:

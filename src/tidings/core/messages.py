@@ -58,6 +58,13 @@ class HistoryPolicy(NamedTuple):
         return self.size > 0 and self.ttl > 0
 
 
+EMPTY = Position("0", 0)
+"""Where a topic stands when the broker keeps nothing of it. Its epoch ``"0"`` is never
+made otherwise (a made epoch has 8 characters), and ``since=EMPTY`` is read as offset
+0 of the topic's current epoch: the client saw the topic empty, so every message of an
+epoch made since then is one it missed (and no history was lost: no gap)."""
+
+
 class Message:
     """One published message of one topic, immutable once it has a position."""
 

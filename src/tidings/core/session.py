@@ -46,7 +46,7 @@ from tidings.core.asks import (
     Unwatch,
     Watch,
 )
-from tidings.core.messages import Message, Position
+from tidings.core.messages import EMPTY, Message, Position
 from tidings.core.protocol import (
     CLOSE_FLOOD,
     Answer,
@@ -145,10 +145,8 @@ class Session:
         return parse_request(frame, self.limits, self.topics)
 
     def receive_bytes(self, data: bytes) -> Outcome:
-        limited = self._rate()
-        if limited is not None:
-            return limited
-        return Error(None, "bad_request", "Binary frames are not supported; send JSON text.")
+        binary = Error(None, "bad_request", "Binary frames are not supported; send JSON text.")
+        return self._rate() or binary
 
     def receive_publish(self, body: str) -> Outcome:
         """An HTTP publish body, ``{"topic", "data", "event"?}``, as a :class:`Publish`."""
@@ -219,16 +217,18 @@ class Session:
 
     def epoch_changed(self, message: Message) -> bool:
         """The hub saw ``message``'s topic enter a new epoch (its history was lost under
-        the live stream). Unless this client's stream is in that epoch already, output
-        a :class:`Gap` (before the message): ``True`` then."""
+        the live stream). Unless this client's stream is in that epoch already, or was
+        at :data:`EMPTY` (the topic's first epoch began: nothing lost), output a
+        :class:`Gap` (before the message): ``True`` then."""
         known = self.epochs.get(message.topic)
         if known is None or known == message.position.epoch:
             return False
-        self._out(self._gap(message))
-        return True
+        gap = self._gap(message)
+        if known != EMPTY.epoch:
+            self._out(gap)
+        return known != EMPTY.epoch
 
-    def _gap(self, message: Message) -> Gap:
-        """A gap before ``message``: the client's stream is in its epoch from now."""
+    def _gap(self, message: Message) -> Gap:  # the client's stream is in its epoch from now
         p = message.position
         self.epochs[message.topic] = p.epoch
         return Gap(message.topic, Position(p.epoch, max(p.offset - 1, 0)))
@@ -332,8 +332,8 @@ class Session:
             # (after its commit) a moment after the subscription is complete
             joins.guards[topic] = (self.clock() + GUARD_SECONDS, shown)
         at = len(self.outputs)
-        self.outputs.extend(messages)  # the replay
-        if messages and messages[-1].position.epoch != now.epoch:  # lost while joining
+        self.outputs.extend(messages)  # the replay; then a gap, if history was lost meanwhile
+        if messages and messages[-1].position.epoch != now.epoch and now != EMPTY:
             i = next(i for i, m in enumerate(messages) if m.position.epoch != now.epoch)
             self.outputs.insert(at + i, self._gap(messages[i]))
 

@@ -38,8 +38,8 @@ import pytest
 import pytest_asyncio
 
 from tidings.brokers import broker_from_url
-from tidings.brokers.base import EMPTY, Broker, PresenceStore
-from tidings.core.messages import HistoryPolicy, Message, Position
+from tidings.brokers.base import Broker, PresenceStore
+from tidings.core.messages import EMPTY, HistoryPolicy, Message, Position
 
 KEEP = HistoryPolicy(size=100, ttl=300)
 

@@ -12,7 +12,7 @@ failed.
 **Epochs** live in ``meta`` and are made by a publish that finds none: after a
 FLUSHALL, a restart without persistence or a long idle expiry, a topic gets a new
 epoch and ``history(since=old)`` answers ``recovered=False``. A read never makes one: a
-topic without ``meta`` stands at :data:`~tidings.brokers.base.EMPTY` and no key is
+topic without ``meta`` stands at :data:`~tidings.core.messages.EMPTY` and no key is
 written (``lua/history.lua``), so asking about any number of topics costs Redis nothing.
 
 Delivery is the :class:`~tidings.brokers.redis.listener.PubSubListener`'s job, presence

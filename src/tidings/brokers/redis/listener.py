@@ -27,9 +27,9 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import AbstractBackoff, NoBackoff
 
-from tidings.brokers.base import EMPTY, Deliver, HistoryResult
+from tidings.brokers.base import Deliver, HistoryResult
 from tidings.brokers.redis.options import Names, Options
-from tidings.core.messages import Message, Position
+from tidings.core.messages import EMPTY, Message, Position
 from tidings.exceptions import BrokerError
 
 logger = logging.getLogger("tidings.brokers.redis")

@@ -1,5 +1,5 @@
 -- The messages after a position, or "cannot". Reading a topic Redis keeps nothing of
--- writes nothing: it stands at epoch '0', offset 0 (EMPTY in brokers/base.py).
+-- writes nothing: it stands at epoch '0', offset 0 (EMPTY in core/messages.py).
 -- KEYS: meta, history.
 -- ARGV: since epoch ('' for none), since offset, meta ttl (ms).
 -- Returns {epoch, offset} or {epoch, offset, recovered, entries newest first}.
