@@ -278,6 +278,27 @@ async def test_logout_ends_a_stream_held_by_a_view_of_that_user_only(server):
         assert (await next_event(others)).data == '"still"'
 
 
+async def test_logout_closes_a_websocket_held_by_a_view_4401(server):
+    """A view's ``tidings.hold_websocket`` (the demo's /headlines/<id>/) is its user's."""
+    from websockets.asyncio.client import connect
+
+    name, pw = user()
+    browser = Browser(server)
+    cookies = await asyncio.to_thread(browser.login, name, pw)
+    made = await asyncio.to_thread(httpx.post, server.url + "/headlines/")
+    url = f"{server.ws_url.rsplit('/realtime/', 1)[0]}/headlines/{made.json()['id']}/"
+    cookie = {"Cookie": f"sessionid={cookies['sessionid']}"}
+    async with connect(url, origin=server.url, additional_headers=cookie) as held:
+        await wait_for(lambda: _held(server, f"headlines.{made.json()['id']}"))
+        await asyncio.to_thread(browser.logout)
+        await asyncio.wait_for(held.wait_closed(), 10)
+        assert held.close_code == LOGGED_OUT
+
+
+async def _held(server: LiveServer, topic: str) -> bool:
+    return bool((await hub(server, topic))["subscribers"])
+
+
 # -- every process -----------------------------------------------------------------------
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:

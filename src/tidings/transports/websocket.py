@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core import signals
@@ -154,7 +155,9 @@ async def view_websocket(handler: ASGIHandler, scope: Scope, receive: Receive, s
             return
         await node.start()
         await send({"type": "websocket.accept"})
-        await _serve_hold(node, response.topics, receive, send)
+        auser = getattr(request, "auser", None)  # Django's auth middleware sets it
+        user = None if auser is None else await auser()
+        await _serve_hold(node, response.topics, user, receive, send)
     finally:
         await sync_to_async(
             response.close if response is not None else _noop, thread_sensitive=True
@@ -187,11 +190,14 @@ def _hold_text(item: Output) -> str | None:
     return ws_message(item) if type(item) is Message else None
 
 
-async def _serve_hold(node: Node, topics: list[str], receive: Receive, send: Send) -> None:
+async def _serve_hold(
+    node: Node, topics: list[str], user: Any, receive: Receive, send: Send
+) -> None:
     """Send every item of ``topics`` until the client leaves; what it sends is ignored.
-    The view that answered is the gate: no rule is checked here."""
+    The view that answered is the gate: no rule is checked here. The socket is
+    ``user``'s connection: a logout or :func:`tidings.disconnect` ends it."""
     writer = Writer(send, _hold_text)
-    subscriber = Subscriber(node, None, writer)
+    subscriber = Subscriber(node, user, writer)
     try:
         requests = [Subscribe(None, topic, None, None) for topic in topics]
         await subscriber.run(subscriber.session.join_all(requests))
