@@ -251,3 +251,21 @@ test("a resume that is not recovered fires \"gap\"; a recovered one does not", {
   await until(() => gaps.length === 1);
   assert.equal(gaps[0].position, "f:2");
 });
+
+it("after close 4010 (idle, no subscription) the client reconnects only when it is used again", async (t) => {
+  const { client, WS } = setup(t);
+  const reconnecting = [];
+  client.on("reconnecting", (e) => reconnecting.push(e));
+  WS.last.serverOpen();
+  WS.last.serverClose(4010, "idle: no subscription");
+  await tick(20);
+  assert.equal(client.state, "closed");
+  assert.equal(WS.instances.length, 1);
+  assert.deepEqual(reconnecting, []);
+
+  const sub = client.subscribe("news", () => {});       // something to do: connect
+  assert.equal(WS.instances.length, 2);
+  WS.last.serverOpen();
+  WS.last.reply(WS.last.framesOf("subscribe")[0], { topic: "news", position: "ep:0" });
+  await sub.ready;
+});

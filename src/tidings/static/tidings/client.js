@@ -22,6 +22,8 @@ const DEFAULT_POLL_TIMEOUT = 25;
 const REOPEN_TRIES = 2;
 /** Close codes after which reconnecting cannot help: 1000 "nothing", 1009 "fix the sender". */
 const NO_RECONNECT = new Set([1000, 1009]);
+/** 4010 "idle": the connection held no subscription. Reconnect when there is one (or a request). */
+const IDLE = 4010;
 
 /**
  * A connection to the tidings server that reconnects by itself. Make one with connect().
@@ -68,6 +70,7 @@ export class Client extends Emitter {
     this._proven = new Set();    // names of the transports that connected once
     this._failedReopens = 0;     // reopens in a row of a proven transport that failed
     this._timer = null;          // the pending reconnect
+    this._idle = false;          // closed 4010 (no subscription): reconnect on the next use
     this._attempt = 0;           // reconnects since the last successful round trip
     this._closed = false;        // close() was called: for good
     this._lastId = 0;            // the last WebSocket frame id, unique across sockets
@@ -95,6 +98,7 @@ export class Client extends Emitter {
   open() {
     if (this._closed) throw new TidingsError("closed", "this client was closed; connect() a new one");
     if (this._transport) return;
+    this._idle = false;
     clearTimeout(this._timer);
     this._timer = null;
     this._state = "connecting";
@@ -182,6 +186,7 @@ export class Client extends Emitter {
     if (entry.reply) sub._settle(null, entry.reply);         // already subscribed
     if (first) {
       this._transport?.add(entry);
+      this._wake();
     } else {
       if (more) this._transport?.presence(entry);
       if (newEvents.length) this._transport?.refresh();
@@ -236,8 +241,16 @@ export class Client extends Emitter {
         this._timeout,
       ) : null;
       this._unsent.push(request);
+      this._wake();
       this._flush();
     });
+  }
+
+  /** Closed as idle (4010): there is something to do again, so connect. */
+  _wake() {
+    if (!this._idle || this._closed) return;
+    this._idle = false;
+    this.open();
   }
 
   /** Send the queued requests if connected. */
@@ -428,9 +441,10 @@ export class Client extends Emitter {
     if (link !== this._link) return;
     this._link = null;
     this._transport = null;
-    const reconnect = !this._closed && !NO_RECONNECT.has(code);
+    this._idle = code === IDLE && !this._closed && !this._unsent.length && !this._topics.size;
+    const reconnect = !this._closed && !NO_RECONNECT.has(code) && !this._idle;
     if (!this._closed) this._state = reconnect ? "connecting" : "closed";
-    if (!reconnect) {                            // nothing will send them
+    if (!reconnect && !this._idle) {             // nothing will send them
       this._failUnsent(new TidingsError("disconnected", `the connection closed (${code}) before the reply`));
     }
     this._emit("close", { code, reason });
