@@ -1,6 +1,7 @@
 """Settings of the tidings demo site. Embedded defaults: SQLite, in-memory broker.
 
-Environment: DEMO_DB (SQLite path), DEMO_DEBUG (0/1), TIDINGS_BROKER, DEMO_SECRET_KEY.
+Environment: DEMO_DB (SQLite path), DEMO_DEBUG (0/1), TIDINGS_BROKER, DEMO_SECRET_KEY,
+DEMO_NEW_PER_MINUTE and DEMO_MAX_NEW (what a visitor may create: demo/limits.py).
 """
 
 import os
@@ -79,6 +80,11 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:index"
 LOGOUT_REDIRECT_URL = "index"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Rooms and headlines need no login: a visitor may create DEMO_NEW_PER_MINUTE of each a
+# minute, and the demo holds at most DEMO_MAX_NEW of each (demo/limits.py).
+DEMO_NEW_PER_MINUTE = int(os.environ.get("DEMO_NEW_PER_MINUTE", "20"))
+DEMO_MAX_NEW = int(os.environ.get("DEMO_MAX_NEW", "1000"))
 
 TIDINGS = {
     "BROKER": os.environ.get("TIDINGS_BROKER", "memory://"),

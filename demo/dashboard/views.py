@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.text import slugify
 
 from demo.dashboard.models import Document
@@ -21,8 +22,18 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user)  # announces itself in the feed (user_logged_in)
-        return redirect(request.GET.get("next") or "dashboard:index")
+        return redirect(_next(request) or "dashboard:index")
     return render(request, "registration/signup.html", {"form": form})
+
+
+def _next(request: HttpRequest) -> str | None:
+    """Where to go after signing up: ``next`` if it stays on this site, as Django's
+    ``LoginView`` decides (so ``//evil.example/`` or ``https:evil.example`` are refused)."""
+    url = request.POST.get("next", request.GET.get("next", ""))
+    safe = url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return url if safe else None
 
 
 @login_required

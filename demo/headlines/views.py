@@ -21,6 +21,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 import tidings
+from demo import limits
 from demo.headlines.models import Headline
 
 MAX_TEXT = 10_000
@@ -47,6 +48,9 @@ def _etag(position: tidings.Position) -> str:
 def base(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _error(405, "Use POST to create a headline.", Allow="POST")
+    refusal = limits.refusal(request, Headline, "headline")
+    if refusal is not None:
+        return _error(429, refusal, **{"Retry-After": limits.RETRY_AFTER})
     h = Headline.objects.create(type="none", title="", text="")
     return _json(h.to_data())
 

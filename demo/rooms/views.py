@@ -2,6 +2,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
+from demo import limits
 from demo.rooms.labels import haiku_label
 from demo.rooms.models import Message, Room
 
@@ -10,8 +11,17 @@ def about(request: HttpRequest) -> HttpResponse:
     return render(request, "rooms/about.html")
 
 
+def _refused(request: HttpRequest, message: str) -> HttpResponse:
+    response = render(request, "refused.html", {"message": message, "back": "/rooms/"}, status=429)
+    response["Retry-After"] = limits.RETRY_AFTER
+    return response
+
+
 def new_room(request: HttpRequest) -> HttpResponse:
-    """Create a room with a fresh haiku label and go there."""
+    """Create a room with a fresh haiku label and go there (within the demo's limits)."""
+    refusal = limits.refusal(request, Room, "room")
+    if refusal is not None:
+        return _refused(request, refusal)
     while True:
         try:
             with transaction.atomic():
@@ -28,8 +38,14 @@ def _last_50(room: Room) -> list[Message]:
 
 
 def room(request: HttpRequest, label: str) -> HttpResponse:
-    """A room's page; an unknown label creates the room (etherpad style)."""
-    room, _ = Room.objects.get_or_create(label=label)
+    """A room's page; an unknown label creates the room (etherpad style, within the
+    demo's limits)."""
+    room = Room.objects.filter(label=label).first()
+    if room is None:
+        refusal = limits.refusal(request, Room, "room")
+        if refusal is not None:
+            return _refused(request, refusal)
+        room, _ = Room.objects.get_or_create(label=label)
     return render(request, "rooms/room.html", {"room": room, "messages": _last_50(room)})
 
 
