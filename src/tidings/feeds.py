@@ -20,6 +20,12 @@ A subscription with ``initial: true`` first gets a ``snapshot`` frame of the row
 topic the user may see, then every change after it: nothing missed between the two,
 and no change the snapshot already shows (:mod:`tidings.core.snapshots`).
 ``visible(user, row)`` hides rows from a user, in snapshots and in changes.
+
+A row that leaves what a subscriber sees is removed for them with a ``delete`` of the
+row as they saw it (``{"action": "delete", "pk", "data": <the row before>, ...}``),
+whether it left a topic (``topics()`` of the row before and after differ) or the user's
+``visible()`` (an update carries the values it replaced, ``before``, which each
+subscriber's delivery reads and strips: :meth:`ModelFeed.shown`).
 ``can_subscribe`` says who may subscribe to the feed's topics (default: nobody: say
 who), unless a rule (``TIDINGS["RULES"]``, ``tidings.allow``) speaks for them first.
 
@@ -29,6 +35,8 @@ another service) send no signal: see :mod:`tidings.pgfeed` for PostgreSQL trigge
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
@@ -36,8 +44,13 @@ from django.db import connections, models, router
 from django.db.models.signals import post_delete, post_init, post_save
 
 from tidings import api, registry
+from tidings.core.messages import Message, Position
+from tidings.encoding import encode_data
 
 Row = dict[str, Any]
+Values = dict[str, Any]  # field values by attname
+_GONE: Any = object()
+VARIANTS = 256  # per feed: the updates whose per-user variants are remembered
 
 
 class ModelFeed:
@@ -56,6 +69,10 @@ class ModelFeed:
         meta = self.model._meta
         self.prefix = self.name or f"{meta.app_label}.{meta.model_name}"
         self.field_names = list(self.fields or [f.attname for f in meta.concrete_fields])
+        # updates' variants per user (see shown), by topic and position: the latest ones
+        self._changes: OrderedDict[tuple[str, Position], tuple[Message, Row, Message]] = (
+            OrderedDict()
+        )
 
     def covers(self, topic: str) -> bool:
         """Is ``topic`` one of this feed's (the collection, or one object's)?"""
@@ -102,24 +119,98 @@ class ModelFeed:
             return False
         return connections[router.db_for_write(self.model)].vendor == "postgresql"
 
-    def payload(self, action: str, obj: models.Model, changed: list[str]) -> Row:
-        row = {"action": action, "pk": obj.pk, "data": self.serialize(obj), "changed": changed}
+    def payload(
+        self, action: str, obj: models.Model, changed: list[str], before: Row | None = None
+    ) -> Row:
+        """What a change publishes; ``before`` (the row an update replaced) adds the values
+        it replaced when ``visible`` filters, so each subscriber's delivery can tell
+        who lost the row (:meth:`shown`)."""
+        data = self.serialize(obj)
+        row = {"action": action, "pk": obj.pk, "data": data, "changed": changed}
         if self.version_field is not None:
             row["version"] = getattr(obj, self.version_field)
+        if before is not None and self.filters:
+            replaced = {k: v for k, v in before.items() if data.get(k, _GONE) != v}
+            if replaced:
+                row["before"] = replaced
         return row
 
-    def publish(self, action: str, obj: models.Model, changed: list[str]) -> None:
-        payload = self.payload(action, obj, [c for c in changed if c in self.field_names])
-        for topic in self.topics(obj):
-            api.publish(topic, payload, event=action)  # after commit, never on rollback
+    def removal(self, payload: Row, row: Row) -> Row:
+        """A ``delete`` of ``row`` (the row as the subscriber saw it) for those who lost it."""
+        removed = {"action": "delete", "pk": payload["pk"], "data": row, "changed": []}
+        if "version" in payload:
+            removed["version"] = payload["version"]
+        return removed
 
-    async def apublish(self, action: str, obj: models.Model, changed: list[str]) -> None:
+    def changes(
+        self, action: str, obj: models.Model, changed: list[str], replaced: Values | None
+    ) -> list[tuple[str, str, Row]]:
+        """``(topic, event, data)`` to publish for a change of ``obj`` (``replaced``: the
+        field values an update replaced, by attname): the change on its topics, and a
+        removal on the topics the row was on and has left."""
+        changed = [c for c in changed if c in self.field_names]
+        moves = type(self).topics is not ModelFeed.topics  # (else the row keeps its topics)
+        old = None if replaced is None or not (self.filters or moves) else _restored(obj, replaced)
+        before = None if old is None else self.serialize(old)
+        payload = self.payload(action, obj, changed, before)
+        topics = self.topics(obj)
+        out = [(topic, action, payload) for topic in topics]
+        if old is not None and before is not None:
+            left = [t for t in self.topics(old) if t not in topics]
+            out += [(t, "delete", self.removal(payload, before)) for t in left]
+        return out
+
+    def publish(
+        self, action: str, obj: models.Model, changed: list[str], replaced: Values | None = None
+    ) -> None:
+        for topic, event, data in self.changes(action, obj, changed, replaced):
+            api.publish(topic, data, event=event)  # after commit, never on rollback
+
+    async def apublish(
+        self, action: str, obj: models.Model, changed: list[str], replaced: Values | None = None
+    ) -> None:
         """Async twin of :meth:`publish` (the PostgreSQL listener's)."""
-        payload = await sync_to_async(self.payload, thread_sensitive=True)(
-            action, obj, [c for c in changed if c in self.field_names]
+        changes = await sync_to_async(self.changes, thread_sensitive=True)(
+            action, obj, changed, replaced
         )
-        for topic in self.topics(obj):
-            await api.apublish(topic, payload, event=action)
+        for topic, event, data in changes:
+            await api.apublish(topic, data, event=event)
+
+    def shown(self, user: Any, message: Message) -> Message | None:
+        """``message`` (a change of this feed) as ``user`` may see it, or ``None``.
+
+        Called by each subscriber's delivery, live and in replays, when ``visible``
+        filters. A row the user may see comes as it is (without ``before``); a row the
+        update took out of their sight comes as a :meth:`removal` of the row as it was;
+        otherwise nothing. Each variant is encoded once per message, for every user.
+        """
+        data = message.data
+        row = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(row, dict):
+            return None  # not a row's change: visible() cannot tell, so nobody sees it
+        if "before" not in data:
+            return message if self.visible(user, row) else None
+        change = self._changes.get((message.topic, message.position))
+        if change is None:
+            change = self._change(message, data)
+        if self.visible(user, row):
+            return change[0]
+        return change[2] if self.visible(user, change[1]) else None
+
+    def _change(self, message: Message, data: Row) -> tuple[Message, Row, Message]:
+        """An update's variants, made once: itself without ``before``; the row before it;
+        the removal of that row."""
+        before = {**data["data"], **data["before"]}
+        plain = {k: v for k, v in data.items() if k != "before"}
+        change = (
+            _variant(message, message.event, plain),
+            before,
+            _variant(message, "delete", self.removal(data, before)),
+        )
+        self._changes[(message.topic, message.position)] = change
+        if len(self._changes) > VARIANTS:
+            self._changes.popitem(last=False)
+        return change
 
     def snapshot(self, user: Any, topic: str) -> list[Row]:
         """The rows ``topic`` shows that ``user`` may see (sync: runs in Django's thread)."""
@@ -137,6 +228,20 @@ class ModelFeed:
 
     async def asnapshot(self, user: Any, topic: str) -> list[Row]:
         return await sync_to_async(self.snapshot, thread_sensitive=True)(user, topic)
+
+
+def _variant(message: Message, event: str, data: Row) -> Message:
+    """``message`` with another event and data (its position, time and key)."""
+    made = Message(
+        message.topic,
+        event,
+        encode_data(data),
+        message.position,
+        message.timestamp,
+        message.formats_json,
+    )
+    made.key, made.eager = message.key, message.eager
+    return made
 
 
 def feed(cls: type[ModelFeed]) -> ModelFeed:
@@ -160,8 +265,9 @@ def feed(cls: type[ModelFeed]) -> ModelFeed:
             changed = [k for k in now if before.get(k) != now[k]]
         instance._tidings_loaded = now  # type: ignore[attr-defined]
         if created or changed:
+            replaced = None if created else before
             for f in _feeds_of(type(instance)):
-                f.publish("create" if created else "update", instance, changed)
+                f.publish("create" if created else "update", instance, changed, replaced)
 
     def deleted(sender: Any, instance: models.Model, **kwargs: Any) -> None:
         if _by_triggers(type(instance)):
@@ -174,6 +280,14 @@ def feed(cls: type[ModelFeed]) -> ModelFeed:
         post_save.connect(saved, sender=model, weak=False, dispatch_uid=uid + "-save")
         post_delete.connect(deleted, sender=model, weak=False, dispatch_uid=uid + "-delete")
     return instance
+
+
+def _restored(obj: models.Model, values: Values) -> models.Model:
+    """A copy of ``obj`` with the field values it had (by attname): the row before."""
+    old = copy.copy(obj)  # (Django copies its state and cache of related objects)
+    for name, value in values.items():
+        setattr(old, name, value)
+    return old
 
 
 def _values(obj: models.Model) -> dict[str, Any]:

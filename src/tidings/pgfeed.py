@@ -6,10 +6,12 @@ a trigger on the table reports each row change instead:
 
 - ``manage.py tidings_triggers`` installs the function and the triggers (``--remove``
   drops them); it is idempotent.
-- The trigger sends ``NOTIFY tidings`` with ``{"table", "op", "pk", "changed"}`` (and the
-  old row of a delete, when it fits). Only the key travels, so no row is too big for
-  NOTIFY's 8,000 bytes: the listener reads the row itself. NOTIFY is transactional:
-  nothing for rolled-back work, and notifications arrive in commit order.
+- The trigger sends ``NOTIFY tidings`` with ``{"table", "op", "pk", "changed"}`` (and,
+  when they fit, the old row of a delete and the replaced values of an update: they
+  tell who lost sight of a row, :meth:`tidings.feeds.ModelFeed.shown`). Only the key
+  travels, so no row is too big for NOTIFY's 8,000 bytes: the listener reads the row.
+  NOTIFY is transactional: nothing for rolled-back work, and notifications arrive in
+  commit order.
 - :class:`NotifyListener` (psycopg 3, ``LISTEN tidings``) turns them into the feed's
   usual messages and publishes them. It reconnects by itself, with backoff, and logs. Run it
   in the server (``TIDINGS["PG_LISTEN"] = True``: one process) or as its own process,
@@ -52,6 +54,10 @@ BEGIN
   END IF;
   IF TG_OP = 'DELETE' AND octet_length(to_jsonb(OLD)::text) < 7000 THEN  -- MAX_OLD
     old_row := to_jsonb(OLD);
+  ELSIF TG_OP = 'UPDATE' THEN  -- the values it replaced
+    SELECT jsonb_object_agg(o.key, o.value) INTO old_row FROM jsonb_each(to_jsonb(OLD)) o
+      WHERE o.key = ANY(changed);
+    IF octet_length(old_row::text) >= 7000 THEN old_row := NULL; END IF;
   END IF;
   PERFORM pg_notify('tidings', json_build_object(  -- CHANNEL
     'table', TG_TABLE_NAME, 'op', TG_OP, 'pk', row_json ->> TG_ARGV[0],
@@ -175,11 +181,14 @@ class NotifyListener:
             await feed.apublish("delete", obj, [])
             return
         found = await model._default_manager.filter(pk=pk).afirst()
-        if found is not None:  # (None: deleted since; its own notification follows)
-            action = "create" if op == "INSERT" else "update"
-            await feed.apublish(
-                action, found, changed if action == "update" else list(columns.values())
-            )
+        if found is None:
+            return  # deleted since; its own notification follows
+        if op == "INSERT":
+            await feed.apublish("create", found, list(columns.values()))
+            return
+        replaced = note.get("old")  # (None: too big to notify; then who lost it is unknown)
+        values = None if replaced is None else _attrs(model, replaced)
+        await feed.apublish("update", found, changed, values)
 
 
 def _attrs(model: type[models.Model], row: dict[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any, Literal, Protocol, TypeAlias
 from asgiref.sync import sync_to_async
 
 from tidings.conf import NAMED_CHECKS, Check, Rule, Settings, validate_check
-from tidings.core.messages import HistoryPolicy
+from tidings.core.messages import HistoryPolicy, Message
 from tidings.core.topics import RESERVED, Pattern
 from tidings.exceptions import Reject
 
@@ -99,8 +99,13 @@ class Feed(Protocol):
     def covers(self, topic: str) -> bool: ...
     def can_subscribe(self, user: Any, topic: str) -> bool: ...
     def visible(self, user: Any, row: dict[str, Any]) -> bool: ...
+    def shown(self, user: Any, message: Message) -> Message | None:
+        """A change as ``user`` may see it: itself, a removal of the row, or ``None``."""
+
     async def asnapshot(self, user: Any, topic: str) -> list[dict[str, Any]]: ...
-    async def apublish(self, action: str, obj: Any, changed: list[str]) -> None: ...
+    async def apublish(
+        self, action: str, obj: Any, changed: list[str], replaced: dict[str, Any] | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

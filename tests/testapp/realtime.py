@@ -59,3 +59,24 @@ class NoteFeed(tidings.ModelFeed):
 
 
 tidings.feed(NoteFeed)
+
+
+class PublicNoteFeed(tidings.ModelFeed):
+    """The public notes, on one topic: a note made private leaves it (no ``visible``)."""
+
+    model = Note
+    fields = ["owner", "text", "private"]
+    name = "public-notes"
+    triggers = True
+
+    def topics(self, obj):
+        return [] if obj.private else [self.prefix]
+
+    def queryset(self, topic):
+        return Note.objects.filter(private=False) if topic == self.prefix else None
+
+    def can_subscribe(self, user, topic):
+        return True
+
+
+tidings.feed(PublicNoteFeed)

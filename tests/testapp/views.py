@@ -67,6 +67,7 @@ async def hub_view(request: HttpRequest) -> JsonResponse:
 def write_view(request: HttpRequest) -> JsonResponse:
     """Model writes inside the server process: ``{"model": "counter"|"note", ...}``.
 
+    A note with ``pk`` is updated (the fields given), else created.
     ``rollback``: do it in a transaction that is rolled back. ``bulk``: ``QuerySet.update``
     (no signal). ``increments``: that many increments of one counter.
     """
@@ -77,7 +78,14 @@ def write_view(request: HttpRequest) -> JsonResponse:
     body = json.loads(request.body)
     try:
         with transaction.atomic():
-            if body["model"] == "note":
+            if body["model"] == "note" and "pk" in body:  # an update: save the given fields
+                note = Note.objects.get(pk=body["pk"])
+                for name in ("owner", "text", "private"):
+                    if name in body:
+                        setattr(note, name, body[name])
+                note.save()
+                pk = note.pk
+            elif body["model"] == "note":
                 note = Note.objects.create(
                     owner=body["owner"], text=body["text"], private=body.get("private", False)
                 )
