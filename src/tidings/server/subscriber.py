@@ -162,8 +162,11 @@ class Subscriber:
         if session.busy and not session.admit(message):
             return
         audience = message.audience
-        if audience is not None and not audience.visible(self.user, message.data.get("data")):
-            return  # a model feed's row this user may not see
+        if audience is not None:
+            shown = audience.shown(self.user, message)  # the feed's row as this user sees it
+            if shown is None:
+                return  # a model feed's row this user may not see
+            message = shown
         if self.closing is not None:
             return
         # the hot path, inlined: the frame itself when the outlet writes protocol frames
@@ -203,8 +206,9 @@ class Subscriber:
         for output in outputs:
             if type(output) is Message:
                 audience = output.audience
-                if audience is None or audience.visible(self.user, output.data.get("data")):
-                    replay.append(output.ws_frame if self._frames else output)
+                shown = output if audience is None else audience.shown(self.user, output)
+                if shown is not None:
+                    replay.append(shown.ws_frame if self._frames else shown)
                 continue
             if replay:
                 self._replay(replay)
