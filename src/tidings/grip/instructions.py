@@ -14,7 +14,7 @@ from typing import Any
 from django.core import signing
 from django.http import HttpResponse
 
-from tidings.core.messages import Position
+from tidings.core.messages import EMPTY, Position
 
 PROTOCOL_PREFIX = "tidings.t."  # the endpoints' channels (tidings.* topics are reserved)
 _SALT = "tidings.grip"
@@ -51,7 +51,12 @@ def channel_header(channels: dict[str, Position | None]) -> str:
 
 
 def previous(position: Position) -> Position:
-    return Position(position.epoch, max(position.offset - 1, 0))
+    """The position before ``position`` (its ``prev-id``). Before a topic's first
+    message it stood at :data:`~tidings.core.messages.EMPTY` (its epoch is made by that
+    first publish), which is what Pushpin holds for a topic seen empty."""
+    if position.offset <= 1:
+        return EMPTY
+    return Position(position.epoch, position.offset - 1)
 
 
 def _cstring(text: str) -> str:
