@@ -239,11 +239,7 @@ async def test_logout_answers_a_held_poll_at_once_and_the_next_poll_is_refused(s
     async with httpx.AsyncClient(base_url=server.url, timeout=60, cookies=cookies) as http:
         params = {"topic": TOPIC, "timeout": 100}  # held far longer than this test waits
         poll = asyncio.ensure_future(http.get("/realtime/poll", params=params))
-
-        async def held() -> bool:  # the server has it in its hub
-            return bool((await hub(server, TOPIC))["subscribers"])
-
-        await wait_for(held)
+        await wait_for(lambda: _held(server, TOPIC))  # the server has it in its hub
         await asyncio.to_thread(browser.logout)
         answer = await asyncio.wait_for(poll, 20)
         assert answer.status_code == 200
