@@ -225,6 +225,23 @@ test("initial: the subscribe asks for a snapshot, which reaches the callback bef
   assert.equal(again.since, "e:4");
 });
 
+it("a gap at a topic joined empty (0:0) with nothing since is not told: nothing was lost", async (t) => {
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const got = [];
+  const gaps = [];
+  const sub = client.subscribe("news", (msg) => got.push(msg.position));
+  sub.on("gap", (gap) => gaps.push(gap));
+  WS.last.reply(WS.last.frames[0], { topic: "news", position: "0:0" });
+  await sub.ready;
+  WS.last.serverSend({ op: "gap", topic: "news", position: "e:0" }); // through Pushpin
+  WS.last.message("news", "e:1");
+  WS.last.serverSend({ op: "gap", topic: "news", position: "f:0" }); // a real one
+  WS.last.message("news", "f:1");
+  assert.deepEqual(gaps, [{ topic: "news", position: "f:0", recovered: false }]);
+  assert.deepEqual(got, ["e:1", "f:1"]);
+});
+
 it("a gap frame (history lost under the live stream) fires 'gap' and moves the position", async (t) => {
   const { client, WS } = setup(t);
   WS.last.serverOpen();

@@ -118,7 +118,8 @@ def disconnect(
 
     Each connection ends with close code 4401 and ``reason``: a WebSocket's close frame,
     an SSE stream's ``tidings.close`` event, a held poll answered at once; the client
-    comes back as whoever its session cookie now says. tidings calls this itself when a
+    comes back as whoever its session cookie now says; connections Pushpin holds are
+    closed the same way (docs/deploy.md). tidings calls this itself when a
     user logs out, changes their password, is deactivated or deleted (docs/guide.md);
     call it when your own state ends a login (a ban, a revoked token). Safe from any
     thread and from async code. Inside ``transaction.atomic()`` it waits for the commit,

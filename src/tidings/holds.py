@@ -40,6 +40,7 @@ from tidings.exceptions import BrokerError
 from tidings.formats import http_response, stream_chunk
 from tidings.grip import holds as proxy
 from tidings.grip.signature import is_ws_over_http, proxied
+from tidings.server.clients import user_key
 from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Mailbox, Subscriber
 
@@ -87,6 +88,12 @@ async def _user(request: HttpRequest) -> Any:
     return None if auser is None else await auser()
 
 
+def _known_user(request: HttpRequest) -> Any:
+    """The request's user if the view has already resolved it (sync holds cannot query
+    for it): through the proxy, a logout then ends the hold too."""
+    return getattr(request, "_cached_user", None) or getattr(request, "_acached_user", None)
+
+
 async def _join(node: Node, topics: list[str], since: Position | None, user: Any) -> Subscriber:
     """A subscriber of ``topics`` (after ``since`` on the first), joined. The view that
     holds the request is the gate: no rule is checked."""
@@ -127,7 +134,8 @@ def hold_stream(
     if start is None and since is None and len(topics) == 1:
         start = parse_etag(request.headers.get("Last-Event-ID"))
     if _proxied(request, node):
-        return proxy.stream_link(node.settings, topics, start, content_type, keep_alive)
+        key = user_key(_known_user(request))
+        return proxy.stream_link(node.settings, topics, start, content_type, keep_alive, key)
     response = StreamingHttpResponse(
         _stream(request, node, topics, start, keep_alive), content_type=content_type
     )
@@ -185,7 +193,8 @@ async def hold_longpoll(
     (topic,) = _topics(topic, node)
     start = since if isinstance(since, Position) else parse_etag(since)
     if _proxied(request, node):
-        return await proxy.longpoll(node, topic, start, timeout, timeout_response)
+        key = user_key(await _user(request))
+        return await proxy.longpoll(node, topic, start, timeout, timeout_response, key)
     subscriber = await _join(node, [topic], start, await _user(request))
     try:
         messages = _messages(subscriber.take())
@@ -219,4 +228,4 @@ def hold_websocket(request: HttpRequest, topic: str | Sequence[str]) -> HttpResp
     topics = _topics(topic, get_node())
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return WebSocketHold(topics)
-    return proxy.websocket(request, topics)
+    return proxy.websocket(request, topics, _known_user(request))

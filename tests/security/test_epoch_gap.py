@@ -27,11 +27,13 @@ from tidings.testing import Client
 TOPIC = "test.lost"
 
 
-async def publish_until_it_works(http: httpx.AsyncClient, data: Any) -> Position:
+async def publish_until_it_works(
+    http: httpx.AsyncClient, data: Any, topic: str = TOPIC
+) -> Position:
     """Publish ``data`` once the server reaches Redis again (503 until then)."""
     deadline = time.monotonic() + 30
     while True:
-        r = await http.post("/realtime/publish", json={"topic": TOPIC, "data": data})
+        r = await http.post("/realtime/publish", json={"topic": topic, "data": data})
         if r.status_code == 200:
             return Position.parse(r.json()["position"])
         assert r.status_code == 503 and time.monotonic() < deadline, r.text

@@ -59,6 +59,11 @@ def gap_frame(gap: Gap) -> str:
     return f'{{"op":"gap","topic":"{gap.topic}","position":"{gap.position}"}}'
 
 
+def close_event(code: int, reason: str) -> str:
+    """The SSE event that ends a stream the server closes (``tidings.close``)."""
+    return f"event: tidings.close\ndata: {json.dumps({'code': code, 'reason': reason})}\n\n"
+
+
 def ws_text(output: Output) -> str | None:
     """The WebSocket protocol frame of an output (``None``: nothing to send for it)."""
     if type(output) is Message:

@@ -16,6 +16,7 @@ Each reads history through the same session as the in-process holds
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
@@ -25,7 +26,14 @@ from tidings.core.messages import Message, Position
 from tidings.core.protocol import Error, Joined, Output, Subscribe
 from tidings.formats import http_response, stream_chunk
 from tidings.grip import ws_over_http
-from tidings.grip.instructions import channel, hold_response, hold_stream, sign, unsign
+from tidings.grip.instructions import (
+    channel,
+    hold_response,
+    hold_stream,
+    sign,
+    unsign,
+    with_user,
+)
 from tidings.grip.signature import last_positions, proxied
 from tidings.grip.subscriber import ProxySubscriber
 from tidings.server.node import Node, get_node
@@ -46,10 +54,12 @@ def stream_link(
     since: Position | None,
     content_type: str,
     keep_alive: str | None,
+    user: str | None = None,
 ) -> HttpResponse:
     """What :func:`tidings.hold_stream` answers through the proxy: a next link to
-    ``PATH/grip/stream``, which Pushpin follows at once."""
-    token = sign({"t": topics, "c": content_type, "k": keep_alive})
+    ``PATH/grip/stream``, which Pushpin follows at once. ``user`` is the key of the
+    hold's user (its streams then also listen on the user's channel)."""
+    token = sign({"t": topics, "c": content_type, "k": keep_alive, "u": user})
     response = HttpResponse(b"", content_type=content_type)
     response["Cache-Control"] = "no-cache"
     response["Grip-Link"] = f"<{_stream_url(settings, token, since)}>; rel=next"
@@ -88,9 +98,12 @@ async def stream_next_view(request: HttpRequest) -> HttpResponseBase:
     response = HttpResponse("".join(chunks), content_type=str(hold.get("c") or "text/event-stream"))
     keep_alive = hold.get("k")
     next_url = _stream_url(node.settings, request.GET["h"], positions[topics[0]])
+    user = hold.get("u")
     return hold_stream(
         response,
-        {channel(t): p for t, p in positions.items()},
+        with_user(
+            {channel(t): p for t, p in positions.items()}, user if isinstance(user, str) else None
+        ),
         str(keep_alive) if keep_alive else None,
         node.settings.sse_keepalive,
         next_url,
@@ -103,6 +116,7 @@ async def longpoll(
     since: Position | None,
     timeout: float,
     timeout_response: HttpResponse | None,
+    user: str | None = None,
 ) -> HttpResponse:
     """:func:`tidings.hold_longpoll` through the proxy: the first item after ``since``
     from history, or a hold until the next one."""
@@ -114,10 +128,10 @@ async def longpoll(
             return HttpResponse("The message broker is unavailable.\n", status=503)
     position = next(item.position for item in items if isinstance(item, Joined))
     response = timeout_response if timeout_response is not None else HttpResponseNotModified()
-    return hold_response(response, {channel(topic): position}, timeout)
+    return hold_response(response, with_user({channel(topic): position}, user), timeout)
 
 
-def websocket(request: HttpRequest, topics: list[str]) -> HttpResponse:
+def websocket(request: HttpRequest, topics: list[str], user: Any) -> HttpResponse:
     """:func:`tidings.hold_websocket` over WebSocket-over-HTTP: open it and subscribe it
     to the topics' channels (Pushpin then sends it each item's ``ws-message``)."""
     try:
@@ -128,4 +142,5 @@ def websocket(request: HttpRequest, topics: list[str]) -> HttpResponse:
     out: ws_over_http.Out = []
     if opening:
         out = [("TEXT", ws_over_http.control("subscribe", channel=channel(t))) for t in topics]
+        out += ws_over_http.listen_as(user, received)
     return ws_over_http.answer(received, out)

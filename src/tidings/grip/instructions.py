@@ -4,11 +4,14 @@ A topic's holds (in views) listen on the channel named like the topic; tidings' 
 endpoints on ``tidings.t.<topic>``, so each side gets its own formats. Channel names
 are topics with ``=`` written ``%3D`` (a Pushpin header parameter separator); no other
 topic character needs mapping. ``prev-id`` values are quoted: positions hold ``:``.
+Every proxied connection of a logged-in user also listens on ``tidings.u.<pk>``, where
+:func:`tidings.disconnect` publishes its close.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from django.core import signing
@@ -17,6 +20,7 @@ from django.http import HttpResponse
 from tidings.core.messages import EMPTY, Position
 
 PROTOCOL_PREFIX = "tidings.t."  # the endpoints' channels (tidings.* topics are reserved)
+USER_PREFIX = "tidings.u."  # a logged-in user's connections: where a cut is published
 _SALT = "tidings.grip"
 _LINK_MAX_AGE = 24 * 3600  # a next link is good for a day (Pushpin keeps it to itself)
 
@@ -36,6 +40,23 @@ def channel(topic: str) -> str:
 def protocol_channel(topic: str) -> str:
     """The GRIP channel of a topic on tidings' own endpoints."""
     return PROTOCOL_PREFIX + channel(topic)
+
+
+def user_channel(key: str) -> str:
+    """The GRIP channel every proxied connection of the user ``key`` (its pk as text)
+    listens on, so :func:`tidings.disconnect` reaches the connections Pushpin holds."""
+    return USER_PREFIX + channel(key)
+
+
+def with_user(
+    channels: Mapping[str, Position | None], key: str | None
+) -> dict[str, Position | None]:
+    """A hold's ``channels`` and, for a logged-in user ``key``, the user's channel (no
+    ``prev-id``: a cut is not history)."""
+    out = dict(channels)
+    if key is not None:
+        out[user_channel(key)] = None
+    return out
 
 
 def _quote(value: str) -> str:

@@ -22,10 +22,11 @@ from django.views.decorators.csrf import csrf_exempt
 
 from tidings.core.frames import ws_text
 from tidings.core.protocol import Listening, Output
-from tidings.grip.instructions import gripcontrol, protocol_channel
+from tidings.grip.instructions import gripcontrol, protocol_channel, user_channel
 from tidings.grip.signature import WS_EVENTS, is_ws_over_http, meta
 from tidings.grip.subscriber import ProxySubscriber
 from tidings.handshake import origin_allowed
+from tidings.server.clients import user_key
 from tidings.server.node import get_node
 
 Out = list[tuple[str, bytes | None]]  # (event type, content) to answer with
@@ -61,6 +62,15 @@ def answer(received: list[Any], out: Out) -> HttpResponse:
     return response
 
 
+def listen_as(user: Any, received: list[Any]) -> Out:
+    """On opening, a logged-in user's connection listens on the user's channel, where
+    :func:`tidings.disconnect` publishes its close (:mod:`tidings.grip.publisher`)."""
+    key = user_key(user)
+    if key is None or not received or received[0].type != "OPEN":
+        return []
+    return [("TEXT", control("subscribe", channel=user_channel(key)))]
+
+
 def _render(item: Output) -> tuple[str, bytes] | None:
     if isinstance(item, Listening):
         kind = "subscribe" if item.on else "unsubscribe"
@@ -84,7 +94,8 @@ async def ws_over_http_view(request: HttpRequest) -> HttpResponseBase:
         return HttpResponse("Bad WebSocket events.\n", status=400)
     before = [t for t in (meta(request, "Topics") or "").split(",") if t]
     connection = "grip-" + (request.headers.get("Connection-Id") or "")[:64]
-    subscriber = ProxySubscriber(node, await request.auser(), id=connection)
+    user = await request.auser()
+    subscriber = ProxySubscriber(node, user, id=connection)
     session = subscriber.session
     session.restore(before)
     for event in received:
@@ -96,6 +107,7 @@ async def ws_over_http_view(request: HttpRequest) -> HttpResponseBase:
         elif event.type == "BINARY":
             await subscriber.receive(session.receive_bytes(event.content or b""))
     out: Out = [r for r in map(_render, subscriber.take()) if r is not None]
+    out[:0] = listen_as(user, received)
     if subscriber.closing is not None:
         code, reason = subscriber.closing
         out.append(("CLOSE", struct.pack(">H", code) + reason.encode()))

@@ -35,6 +35,16 @@ logger = logging.getLogger("tidings.node")
 PublishHook = Callable[[str, str, str, "str | None", Position], None]
 
 
+class GripPublisher(Protocol):
+    """What the node asks of the proxies' publisher (:mod:`tidings.grip.publisher`)."""
+
+    def publish(
+        self, topic: str, event: str, data_json: str, formats_json: str | None, position: Position
+    ) -> None: ...
+
+    def disconnect(self, key: str, code: int, reason: str) -> None: ...
+
+
 class Service(Protocol):
     """Something that runs as long as the node: started on its loop, stopped with it."""
 
@@ -68,7 +78,10 @@ class Node:
         if settings.grip:  # behind Pushpin: it holds connections, tell it of each publish
             from tidings.grip.publisher import Publisher
 
-            self.published.append(Publisher(settings.grip).publish)
+            self.grip: GripPublisher | None = Publisher(settings.grip)
+            self.published.append(self.grip.publish)
+        else:
+            self.grip = None
         if settings.pg_listen:
             from tidings.pgfeed import NotifyListener
 
@@ -149,6 +162,8 @@ class Node:
         :data:`~tidings.server.clients.TOPIC`. A broker failure is logged, not raised:
         logging out must not fail because the broker is down.
         """
+        if self.grip is not None:  # and those the proxy holds, told once, from here
+            self.grip.disconnect(key, code, reason)
         if self._cut_here(key, code, reason):  # sync code on the node's loop: no blocking
             asyncio.get_running_loop().create_task(self._tell_others(key, code, reason))
             return
@@ -159,6 +174,8 @@ class Node:
 
     async def adisconnect(self, key: str, code: int, reason: str) -> None:
         """Async twin of :meth:`disconnect`."""
+        if self.grip is not None:
+            self.grip.disconnect(key, code, reason)
         self._cut_here(key, code, reason)
         await self._tell_others(key, code, reason)
 

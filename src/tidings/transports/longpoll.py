@@ -29,8 +29,9 @@ from tidings.core.frames import gap_frame, joined_info
 from tidings.core.messages import Message
 from tidings.core.protocol import Answer, Error, Gap
 from tidings.core.streams import cursor
-from tidings.grip.instructions import hold_response, protocol_channel
+from tidings.grip.instructions import hold_response, protocol_channel, with_user
 from tidings.grip.signature import proxied
+from tidings.server.clients import user_key
 from tidings.server.node import get_node
 from tidings.server.subscriber import Mailbox, Subscriber
 from tidings.transports.http import (
@@ -101,7 +102,8 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
     response["Cache-Control"] = "no-store"
     if hold and not messages:
         channels = {protocol_channel(t): positions[t] for t in req.topics}
-        return hold_response(response, dict(channels), hold)
+        key = user_key(subscriber.user)  # a logout retries the poll on the user's channel
+        return hold_response(response, with_user(channels, key), hold)
     return response
 
 

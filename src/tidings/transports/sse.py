@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
 from urllib.parse import urlencode
 
 from django.http import (
@@ -28,19 +29,21 @@ from django.http import (
     StreamingHttpResponse,
 )
 
-from tidings.core.frames import gap_frame, joined_info
+from tidings.core.frames import close_event, gap_frame, joined_info
 from tidings.core.messages import Message, Position
 from tidings.core.protocol import (
     Error,
     Gap,
+    Joined,
     Output,
     PresenceFrame,
     Subscribe,
 )
 from tidings.core.streams import cursor, parse_cursor
-from tidings.grip.instructions import hold_stream, protocol_channel, sign, unsign
+from tidings.grip.instructions import hold_stream, protocol_channel, sign, unsign, with_user
 from tidings.grip.signature import proxied
 from tidings.grip.subscriber import ProxySubscriber
+from tidings.server.clients import user_key
 from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Subscriber
 from tidings.transports.http import (
@@ -64,7 +67,8 @@ async def sse_view(request: HttpRequest) -> HttpResponseBase:
     if not isinstance(req, StreamRequest):
         return req
     if req.by_proxy:
-        return await _held_by_proxy(node, req.topics, req.requests, req.subscriber, first=True)
+        key = user_key(req.subscriber.user)
+        return await _held_by_proxy(node, req.topics, req.requests, req.subscriber, key, first=True)
     # Join before answering, so a join that fails (the broker is down) is an HTTP error,
     # not a 200 and a stream that ends at once. The stream is started here: if the client
     # goes away before it is sent, its generator is closed and leaves the topics.
@@ -123,10 +127,6 @@ def presence_event(frame: str) -> str:
     return f"event: {'tidings.presence_diff' if diff else 'tidings.presence'}\ndata: {frame}\n\n"
 
 
-def close_event(code: int, reason: str) -> str:
-    return f"event: tidings.close\ndata: {json.dumps({'code': code, 'reason': reason})}\n\n"
-
-
 async def _after(first: str, chunks: AsyncGenerator[str | Error, None]) -> AsyncIterator[str]:
     yield first
     async for chunk in chunks:
@@ -167,10 +167,16 @@ async def _held_by_proxy(
     topics: list[str],
     requests: list[Subscribe],
     subscriber: Subscriber,
+    user: str | None,
     first: bool,
 ) -> HttpResponse | JsonResponse:
     """The replay after each topic's ``since`` (with the start when the stream starts),
-    then ``Grip-Hold: stream`` on the topics' protocol channels and a next link."""
+    then ``Grip-Hold: stream`` on the topics' protocol channels (and the channel of the
+    stream's ``user``, where a logout closes it) and a next link.
+
+    On a next link, a topic whose replay could not be recovered (its history was lost:
+    the proxy asks because the new epoch's first message did not follow what it had)
+    gets a ``tidings.gap`` and the new history, as a live stream does."""
     settings = node.settings
     ok = await subscriber.run(subscriber.session.join_all(requests))
     items = subscriber.take()
@@ -179,18 +185,37 @@ async def _held_by_proxy(
         return error_response(failed or Error(None, "internal_error", "Internal server error."))
     events = _Events(topics)
     start = events.start(items, settings.sse_retry_ms)
+    if not first:
+        items = await _refill_lost(node, subscriber.user, items)
     body = (start if first else "") + events.render(items)
     response = HttpResponse(body, content_type="text/event-stream")
     current = {t: j.position for t, j in opened(items).items()}
     query = [("topic", t) for t in topics]
-    query += [("since", cursor(current, topics)), ("link", sign({"t": topics}))]
+    query += [("since", cursor(current, topics)), ("link", sign({"t": topics, "u": user}))]
     return hold_stream(
         response,
-        {protocol_channel(t): current[t] for t in topics},
+        with_user({protocol_channel(t): current[t] for t in topics}, user),
         KEEPALIVE,
         settings.sse_keepalive,
         f"{settings.path}sse?{urlencode(query)}",
     )
+
+
+async def _refill_lost(node: Node, user: Any, items: list[Output]) -> list[Output]:
+    """``items`` (a join's outputs) with each topic whose resume was not recovered
+    replayed from the start of its current epoch, after a :class:`Gap` there: what a
+    live stream is sent when the history is lost under it."""
+    lost = {j.topic for j in opened(items).values() if j.recovered is False}
+    if not lost:
+        return items
+    again = ProxySubscriber(node, user)
+    fresh = [Subscribe(None, t, Position(opened(items)[t].position.epoch, 0), None) for t in lost]
+    if not await again.run(again.session.join_all(fresh)):
+        return [Gap(t, opened(items)[t].start) for t in lost] + items
+    refill = again.take()
+    gaps: list[Output] = [Gap(t, j.start) for t, j in opened(refill).items()]
+    kept = [i for i in items if not isinstance(i, Joined | Message) or i.topic not in lost]
+    return gaps + kept + refill
 
 
 async def _next_link(request: HttpRequest, node: Node) -> HttpResponse:
@@ -206,4 +231,6 @@ async def _next_link(request: HttpRequest, node: Node) -> HttpResponse:
         since = {}
     requests = [Subscribe(None, t, since.get(t), None) for t in topics]
     subscriber = ProxySubscriber(node, await request.auser())
-    return await _held_by_proxy(node, topics, requests, subscriber, first=False)
+    user = link.get("u")
+    user = user if isinstance(user, str) else None
+    return await _held_by_proxy(node, topics, requests, subscriber, user, first=False)

@@ -8,7 +8,7 @@
 import { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 import { describe, errorFromReply, TidingsError } from "./errors.js";
 import { Emitter } from "./emitter.js";
-import { isNewer } from "./positions.js";
+import { EMPTY, isNewer } from "./positions.js";
 import { metaProblem, presenceMeta, Roster, unsupportedUpdate } from "./presence.js";
 import { Subscription } from "./subscription.js";
 import { transportClass, TRANSPORTS, usableTransports } from "./transports/index.js";
@@ -307,13 +307,17 @@ export class Client extends Emitter {
    * `{op: "gap", topic, position}`, from any transport: the topic's history was lost
    * under the live stream (the server's broker restarted empty). Messages may be
    * missing: like a resume answered `recovered: false`, every Subscription of the topic
-   * hears "gap", and the topic goes on from `position`.
+   * hears "gap", and the topic goes on from `position`. A topic joined empty (at
+   * "0:0") that has had no message since lost nothing: its gap is not told (through
+   * Pushpin, a WebSocket hears one before every topic's first message).
    */
   _onGap(frame) {
     if (this._closed || !isObject(frame) || typeof frame.position !== "string") return;
     const entry = this._topics.get(frame.topic);
     if (!entry) return;
+    const empty = entry.position === EMPTY;
     entry.position = frame.position;
+    if (empty) return;
     entry.recovered = false;
     const gap = { topic: frame.topic, position: frame.position, recovered: false };
     for (const sub of [...entry.subs]) if (sub.active) sub._gap(gap);

@@ -20,3 +20,6 @@ export function isNewer(position, last) {
   if (!p || !l) return position !== last;
   return p.epoch !== l.epoch || p.offset > l.offset;
 }
+
+/** Where a topic that has never had a message stands (docs/protocol.md). */
+export const EMPTY = "0:0";
