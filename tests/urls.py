@@ -8,6 +8,7 @@ urlpatterns = [
     path("test/hub", views.hub_view),
     path("test/write", views.write_view),
     path("test/hold", views.hold_view),
+    path("test/hold-poll", views.hold_poll_view),
     path("test/account", accounts.account_view),
     path("test/adisconnect", accounts.adisconnect_view),
     *demo_urlpatterns,

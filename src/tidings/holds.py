@@ -22,6 +22,7 @@ that came through the proxy with GRIP instructions instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -36,13 +37,15 @@ from django.http import (
 from tidings.core.messages import Message, Position
 from tidings.core.protocol import Error, Output, Subscribe
 from tidings.core.topics import topic_error
-from tidings.exceptions import BrokerError
 from tidings.formats import http_response, stream_chunk
 from tidings.grip import holds as proxy
 from tidings.grip.signature import is_ws_over_http, proxied
 from tidings.server.clients import user_key
 from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Mailbox, Subscriber
+from tidings.transports.http import error_response
+
+logger = logging.getLogger("tidings.holds")
 
 
 def _topics(topic: str | Sequence[str], node: Node) -> list[str]:
@@ -94,18 +97,18 @@ def _known_user(request: HttpRequest) -> Any:
     return getattr(request, "_cached_user", None) or getattr(request, "_acached_user", None)
 
 
-async def _join(node: Node, topics: list[str], since: Position | None, user: Any) -> Subscriber:
-    """A subscriber of ``topics`` (after ``since`` on the first), joined. The view that
-    holds the request is the gate: no rule is checked."""
+async def _join(
+    node: Node, topics: list[str], since: Position | None, user: Any
+) -> Subscriber | Error:
+    """A subscriber of ``topics`` (after ``since`` on the first), joined, or the error
+    (the broker is down). The view that holds the request is the gate: no rule is
+    checked."""
     subscriber = Subscriber(node, user, Mailbox())
     requests = [Subscribe(None, t, since if i == 0 else None, None) for i, t in enumerate(topics)]
     if await subscriber.run(subscriber.session.join_all(requests)):
         return subscriber
     await subscriber.leave()
-    failed = next(item for item in subscriber.take() if isinstance(item, Error))
-    if failed.code == "unavailable":
-        raise BrokerError(failed.message)
-    raise RuntimeError(f"could not hold the request: {failed.message}")
+    return next(item for item in subscriber.take() if isinstance(item, Error))
 
 
 def _messages(items: list[Output]) -> list[Message]:
@@ -152,6 +155,9 @@ async def _stream(
     keep_alive: str | None,
 ) -> AsyncIterator[str]:
     subscriber = await _join(node, topics, since, await _user(request))
+    if isinstance(subscriber, Error):  # the headers are out: end the stream, say why
+        logger.warning("could not hold a stream of %s: %s", topics, subscriber.message)
+        return
     try:
         chunks = [stream_chunk(m) for m in _messages(subscriber.take())]
         if keep_alive:
@@ -188,6 +194,8 @@ async def hold_longpoll(
     its data as JSON), with the item's position as ``ETag``: send it back as ``since``
     (``If-None-Match``) to wait for the next one. A ``since`` that history cannot answer
     for (another epoch, too old) is treated as "now". Call it from an ``async`` view.
+    While the broker is down the answer is the endpoints' 503 ``unavailable`` JSON
+    with ``Retry-After`` (a stream held by :func:`hold_stream` ends at once).
     """
     node = get_node()
     (topic,) = _topics(topic, node)
@@ -196,6 +204,8 @@ async def hold_longpoll(
         key = user_key(await _user(request))
         return await proxy.longpoll(node, topic, start, timeout, timeout_response, key)
     subscriber = await _join(node, [topic], start, await _user(request))
+    if isinstance(subscriber, Error):
+        return error_response(subscriber)
     try:
         messages = _messages(subscriber.take())
         if not messages and await subscriber.wait(timeout) and subscriber.closing is None:

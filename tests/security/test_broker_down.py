@@ -1,9 +1,10 @@
 """Issue #13, item 10: while the broker is down every HTTP endpoint says so the same way.
 
-Long-poll, SSE and HTTP publish answer 503 with the JSON error ``unavailable`` and
-``Retry-After`` (one path: ``transports/http.error``); SSE joins before it answers, so it
-no longer sends 200 and a stream that ends at once. A WebSocket gets the same error as a
-reply frame and stays open. When Redis is back, the same requests succeed again.
+Long-poll, SSE, HTTP publish and long-polls held by views answer 503 with the JSON
+error ``unavailable`` and ``Retry-After`` (one path: ``transports/http.error``); SSE
+joins before it answers, so it no longer sends 200 and a stream that ends at once (a
+stream held by a view is answered before it joins: it ends at once). A WebSocket gets
+the same error as a reply frame and stays open. When Redis is back, the same requests succeed again.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ async def test_every_transport_answers_503_json_while_redis_is_down(redis: Redis
             assert_unavailable(
                 await http.post("/realtime/publish", json={"topic": "test.up", "data": 1})
             )
+            assert_unavailable(await http.get("/test/hold-poll?topic=test.new"))  # in a view
+            async with http.stream("GET", "/test/hold?topic=test.new") as r:
+                assert r.status_code == 200  # sent before the join: it ends at once
+                assert await r.aread() == b""
             with pytest.raises(RequestFailed) as refused:
                 await ws.subscribe("test.ws")
             assert refused.value.code == "unavailable"

@@ -135,3 +135,28 @@ async def test_a_flood_gets_burst_errors_then_4008_and_others_are_served(server)
             assert e.value.rcvd is not None and e.value.rcvd.code == 4008
             assert limited == 200 and ok >= 200
         assert (await calm.publish("test.calm", 1))["ok"] is True
+
+
+async def test_http_publishes_have_an_allowance_per_client_address(make_server):
+    """``POST /realtime/publish`` holds no connection, so its allowance is kept per
+    client address: a flood from one address gets 429 ``rate_limited`` (with
+    ``Retry-After``); another address (127.0.0.2) is served meanwhile; after a pause
+    the first is served again."""
+
+    async def publish(http: httpx.AsyncClient, n: int) -> httpx.Response:
+        return await http.post("/realtime/publish", json={"topic": "test.http-rate", "data": n})
+
+    with make_server({"RATE_LIMIT": {"rate": 5, "burst": 10}}) as srv:
+        other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        async with (
+            httpx.AsyncClient(base_url=srv.url, timeout=10) as http,
+            httpx.AsyncClient(base_url=srv.url, timeout=10, transport=other) as calm,
+        ):
+            answers = [await publish(http, n) for n in range(40)]
+            limited = [r for r in answers if r.status_code == 429]
+            assert answers[0].status_code == 200 and len(limited) >= 20
+            assert limited[0].json()["error"]["code"] == "rate_limited"
+            assert limited[0].headers["Retry-After"] == "1"
+            assert (await publish(calm, 100)).status_code == 200
+            await asyncio.sleep(2.1)  # 5 per second: the allowance is full again
+            assert (await publish(http, 101)).status_code == 200

@@ -110,3 +110,8 @@ def write_view(request: HttpRequest) -> JsonResponse:
 async def hold_view(request: HttpRequest):
     """A stream held by a view: ``?topic=``'s items as SSE events (tidings.hold_stream)."""
     return tidings.hold_stream(request, request.GET["topic"])
+
+
+async def hold_poll_view(request: HttpRequest):
+    """A long-poll held by a view: ``?topic=``'s next item (tidings.hold_longpoll)."""
+    return await tidings.hold_longpoll(request, request.GET["topic"], timeout=1)

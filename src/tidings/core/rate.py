@@ -39,3 +39,36 @@ class Bucket:
         self._tokens = tokens
         self._strikes += 1
         return Verdict.CUT if self._strikes > self.burst else Verdict.REFUSE
+
+
+class Buckets:
+    """One :class:`Bucket` per key (a client address, for requests that hold no
+    connection to keep one in), at most ``limit`` of them: when full, the buckets that
+    have filled up again (their clients paused) are forgotten, else the oldest."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float], limit: int = 10_000
+    ) -> None:
+        self.rate, self.burst, self._clock, self.limit = rate, burst, clock, limit
+        self._buckets: dict[str, Bucket] = {}
+
+    def take(self, key: str) -> bool:
+        """One request from ``key``: whether to serve it (a refusal never cuts: there
+        is no connection to cut)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.limit:
+                self._forget()
+            bucket = self._buckets[key] = Bucket(self.rate, self.burst, self._clock)
+        return bucket.take() is Verdict.SERVE
+
+    def _forget(self) -> None:
+        now = self._clock()
+        for key, b in list(self._buckets.items()):
+            if b._tokens + (now - b._refilled) * b.rate >= b.burst:
+                del self._buckets[key]
+        while len(self._buckets) >= self.limit:  # nobody paused: the oldest go
+            del self._buckets[next(iter(self._buckets))]
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -37,6 +37,7 @@ from tidings.grip.instructions import (
 from tidings.grip.signature import last_positions, proxied
 from tidings.grip.subscriber import ProxySubscriber
 from tidings.server.node import Node, get_node
+from tidings.transports.http import error_response
 
 
 async def read(node: Node, since: dict[str, Position | None], topics: list[str]) -> list[Output]:
@@ -91,8 +92,9 @@ async def stream_next_view(request: HttpRequest) -> HttpResponseBase:
             since[topics[0]] = Position.parse(request.GET["since"])
     since.update(last_positions(request, {channel(t): t for t in topics}))
     items = await read(node, since, topics)
-    if any(isinstance(item, Error) for item in items):
-        return HttpResponse("The message broker is unavailable.\n", status=503)
+    failed = next((item for item in items if isinstance(item, Error)), None)
+    if failed is not None:
+        return error_response(failed)
     positions = {item.topic: item.position for item in items if isinstance(item, Joined)}
     chunks = [stream_chunk(item) for item in items if type(item) is Message]
     response = HttpResponse("".join(chunks), content_type=str(hold.get("c") or "text/event-stream"))
@@ -125,7 +127,7 @@ async def longpoll(
         if type(item) is Message:
             return http_response(item)
         if isinstance(item, Error):
-            return HttpResponse("The message broker is unavailable.\n", status=503)
+            return error_response(item)
     position = next(item.position for item in items if isinstance(item, Joined))
     response = timeout_response if timeout_response is not None else HttpResponseNotModified()
     return hold_response(response, with_user({channel(topic): position}, user), timeout)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.core.messages import Message, Position
 from tidings.core.protocol import CLOSE_SERVICE_RESTART, Limits
+from tidings.core.rate import Buckets
 from tidings.server import clients
 from tidings.server.hub import Hub, Subscriber
 from tidings.server.tracker import Tracker
@@ -71,6 +73,8 @@ class Node:
         self.services: dict[str, Service] = {}
         self.id = secrets.token_urlsafe(9)  # tells this process's cuts from others'
         self.clients = clients.Clients(self.id)  # every open subscriber, by user
+        # HTTP publishes hold no connection to keep a bucket in: one per client address
+        self.http_rate = Buckets(settings.rate, settings.burst, time.monotonic)
         self.shutting_down = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None

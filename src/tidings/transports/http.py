@@ -31,6 +31,7 @@ STATUS = {
     "forbidden": 403,
     "not_allowed": 405,
     "too_large": 413,
+    "rate_limited": 429,
     "internal_error": 500,
     "unavailable": 503,
 }

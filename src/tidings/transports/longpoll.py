@@ -111,9 +111,10 @@ async def poll_view(request: HttpRequest) -> HttpResponseBase:
 async def publish_view(request: HttpRequest) -> HttpResponseBase:
     """Publish like the WebSocket ``publish`` op: the same session, rules and handlers.
 
-    Body: ``{"topic": ..., "data": ..., "event"?: ...}``. A request carrying a session
-    cookie must pass Django's CSRF check (the ``X-CSRFToken`` header), as any unsafe
-    request of a session-authenticated browser must.
+    Body: ``{"topic": ..., "data": ..., "event"?: ...}``. Each client address has a
+    WebSocket's allowance (``RATE_LIMIT``): past it, 429 ``rate_limited``. A request
+    carrying a session cookie must pass Django's CSRF check (the ``X-CSRFToken``
+    header), as any unsafe request of a session-authenticated browser must.
     """
     if request.method != "POST":
         return error("not_allowed", "Use POST.", Allow="POST")
@@ -127,6 +128,13 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
         failed = csrf.process_view(request, lambda r: HttpResponse(), (), {})
         if failed is not None:
             return error("forbidden", "CSRF check failed: send the X-CSRFToken header.")
+    if not node.http_rate.take(request.META.get("REMOTE_ADDR") or ""):
+        rate = node.settings.rate
+        return error(
+            "rate_limited",
+            f"Slow down: at most {rate:g} publishes per second.",
+            **{"Retry-After": "1"},
+        )
     limit = node.settings.max_frame_bytes
     if int(request.headers.get("Content-Length") or 0) > limit:  # before reading it
         return error("too_large", f"The body may be at most {limit} bytes.")
