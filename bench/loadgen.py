@@ -13,7 +13,10 @@ Phases, in order, on one server process:
 4. **burst**: M messages back-to-back in one write -> deliveries/s = N*M / (time from
    the write until the last subscriber got the last message), server CPU per delivery,
    and each subscriber's count checked against M;
-5. **many topics**: each subscriber also subscribes to its own topic; a burst of K
+5. **server-side patterns**: the same M messages published by the server itself, as
+   application code does (:data:`bench.wire.PATTERNS`): ``loop`` (one task, yielding
+   between publishes) and ``threads`` (16 threads) -> deliveries/s, CPU per delivery;
+6. **many topics**: each subscriber also subscribes to its own topic; a burst of K
    messages spread round-robin over the N topics -> deliveries/s, CPU per delivery;
    then 20 lone messages to single topics -> latency. Not run for targets that list it
    in ``skip_phases`` (SSE: a stream cannot add a topic); the reason goes in the result.
@@ -153,6 +156,8 @@ class Measurement:
             ("accept", self.accept),
             ("lone", self.lone),
             ("burst", self.burst),
+            ("loop", self.loop),
+            ("threads", self.threads),
             ("topics", self.topics),
         )
         try:
@@ -249,12 +254,17 @@ class Measurement:
 
     async def _burst(self, key: str, topics: list[str], messages: int, expected: int) -> None:
         """Publish ``messages`` frames in one write, round-robin over ``topics``."""
-        assert self.publisher is not None
-        r, tally = self.result, self.tally
         frames = b"".join(
             client_frame(self.wire.publish(topics[i % len(topics)], data_json(time.time_ns(), i)))
             for i in range(messages)
         )
+        await self._deliveries(key, frames, messages, expected)
+
+    async def _deliveries(self, key: str, frames: bytes, messages: int, expected: int) -> None:
+        """Write ``frames`` on the publisher's socket, then count deliveries until
+        ``expected`` arrived: deliveries/s, server CPU per delivery."""
+        assert self.publisher is not None
+        r, tally = self.result, self.tally
         before = [c.received for c in self.clients]
         r[f"{key}_messages"] = messages
         r[f"{key}_expected"] = expected
@@ -287,6 +297,23 @@ class Measurement:
     async def burst(self) -> None:
         m = self.plan.burst(self.n)
         await self._burst("burst", [FANOUT_TOPIC], m, m * self.n)
+
+    async def pattern(self, name: str) -> None:
+        """M messages to every subscriber, published by the server itself in the
+        pattern ``name`` (:data:`bench.wire.PATTERNS`), M as for the burst."""
+        skipped = self.server.target.skip_phases.get(name)
+        if skipped is not None:
+            self.result.setdefault("skipped", {})[name] = skipped
+            return
+        m = self.plan.burst(self.n)
+        frame = client_frame(self.wire.control(name, FANOUT_TOPIC, m))
+        await self._deliveries(name, frame, m, m * self.n)
+
+    async def loop(self) -> None:
+        await self.pattern("loop")
+
+    async def threads(self) -> None:
+        await self.pattern("threads")
 
     async def topics(self) -> None:
         n, plan = self.n, self.plan

@@ -42,6 +42,13 @@ FANOUT: list[tuple[str, str, Fmt]] = [
     ("lone_p99_ms", "p99 ms (lone)", _ms),
     ("lone_reach_ms", "reaches all ms", _ms),
 ]
+# the server-side publish patterns (bench.wire.PATTERNS)
+PATTERN_ROWS: list[tuple[str, str, Fmt]] = [
+    ("loop_deliveries_per_s", "deliveries/s (loop)", _int),
+    ("loop_server_us_per_delivery", "server µs/delivery (loop)", _one),
+    ("threads_deliveries_per_s", "deliveries/s (16 threads)", _int),
+    ("threads_server_us_per_delivery", "server µs/delivery (16 threads)", _one),
+]
 TOPICS: list[tuple[str, str, Fmt]] = [
     ("topics_deliveries_per_s", "deliveries/s (burst)", _int),
     ("topics_server_us_per_delivery", "server µs/delivery", _one),
@@ -56,11 +63,14 @@ CONNECTIONS: list[tuple[str, str, Fmt]] = [
     ("idle_mib_per_1k", "RSS MiB / 1k idle", _one),
     ("rss_base_mib", "RSS before, MiB", _one),
 ]
-PHASES = {"topics": "many topics"}  # a skipped phase's name in the report
+# a skipped phase's name in the report
+PHASES = {"topics": "many topics", "loop": "server loop", "threads": "16 threads"}
 # (result key, label, higher is better)
 RATIOS: list[tuple[str, str, bool]] = [
     ("burst_deliveries_per_s", "fan-out deliveries/s", True),
     ("burst_server_us_per_delivery", "fan-out server µs/delivery", False),
+    ("loop_deliveries_per_s", "fan-out deliveries/s, server apublish() loop", True),
+    ("threads_deliveries_per_s", "fan-out deliveries/s, publish() from 16 threads", True),
     ("lone_p50_ms", "lone p50 latency", False),
     ("lone_p99_ms", "lone p99 latency", False),
     ("lone_reach_ms", "one broadcast reaches all", False),
@@ -178,6 +188,10 @@ def markdown(doc: dict[str, Any], labels: dict[str, str]) -> str:
         "### Fan-out: one topic, N subscribers",
         "",
         *_table(summary, FANOUT, labels),
+        "",
+        "### Fan-out published by the server: an `apublish()` loop, `publish()` from 16 threads",
+        "",
+        *_table(summary, PATTERN_ROWS, labels),
         "",
         "### Many topics: N subscribers, each on its own topic",
         "",

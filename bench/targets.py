@@ -129,6 +129,9 @@ class Target:
 
 
 TIDINGS_ENV = {"DJANGO_SETTINGS_MODULE": "bench.servers.tidings_settings"}
+NO_PATTERNS = {  # the server-side publish patterns exist for tidings and raw only
+    p: "its bench server has no server-side publish loop" for p in ("loop", "threads")
+}
 REDIS_2P_DB = 10  # tidings-redis uses 9
 CHANNELS_ENV = {"DJANGO_SETTINGS_MODULE": "bench.servers.channels_settings"}
 
@@ -200,6 +203,7 @@ TARGETS: dict[str, Target] = {
             uvicorn("bench.servers.plain_asgi:app", "--lifespan", "on"),
             "/",
             SIMPLE,
+            skip_phases=NO_PATTERNS,
         ),
         Target(
             "channels-redis",
@@ -211,6 +215,7 @@ TARGETS: dict[str, Target] = {
             slow=True,
             aux_pids=redis_pids,
             missing=redis_missing,
+            skip_phases=NO_PATTERNS,
         ),
         Target(
             "channels-daphne",
@@ -223,6 +228,7 @@ TARGETS: dict[str, Target] = {
             max_n=1000,
             max_n_reason="one broadcast to 5,000 takes ~13 s: the layer scans every queue "
             "on every receive; a single run at 5,000 takes ~3 minutes",
+            skip_phases=NO_PATTERNS,
         ),
     )
 }

@@ -57,6 +57,33 @@ class Wire:
         )
         return f"pub {topic}\n{frame}".encode()
 
+    def control(self, pattern: str, topic: str, count: int) -> bytes:
+        """Ask the server to publish ``count`` messages to ``topic`` itself, in a
+        publish ``pattern`` (:data:`PATTERNS`); each message is stamped as it is
+        published, by the server, in the same data as :func:`data_json`."""
+        if self.name == "tidings":
+            data = f'{{"pattern":"{pattern}","topic":"{topic}","count":{count}}}'
+            return self.publish(CONTROL_TOPIC, data)
+        return f"{pattern} {topic} {count}".encode()
+
+
+# Publish patterns run by the server itself (Wire.control), besides the client's burst:
+# - "loop": one task publishes back to back, yielding to the event loop between
+#   publishes (tidings: ``await tidings.apublish()``; raw: ``broadcast()``);
+# - "threads": 16 threads publish at once (tidings: sync ``tidings.publish()``, as sync
+#   views under ASGI do; raw: ``loop.call_soon_threadsafe(broadcast, ...)``).
+PATTERNS = ("loop", "threads")
+THREADS = 16
+CONTROL_TOPIC = "bench.ctl"  # the tidings target's handler runs the pattern
+
+
+def server_frame(topic: str, seq: int, stamp_ns: int) -> str:
+    """The message frame the reference server broadcasts in a server-side pattern."""
+    return (
+        f'{{"op":"message","topic":"{topic}","position":"bench0000:{seq}",'
+        f'"event":"message","data":{data_json(stamp_ns, seq)}}}'
+    )
+
 
 TIDINGS = Wire("tidings")
 SIMPLE = Wire("simple")

@@ -62,6 +62,11 @@ def test_bench_tiny_run(tmp_path: Path) -> None:
         assert r["burst_delivered"] == r["burst_expected"] == N * r["burst_messages"]
         assert r["burst_per_client_min"] == r["burst_per_client_max"] == r["burst_messages"]
         assert r["burst_publisher_errors"] == 0
+        for pattern in ("loop", "threads"):  # published by the server itself
+            assert r[f"{pattern}_delivered"] == r[f"{pattern}_expected"] == N * 100, name
+            assert r[f"{pattern}_per_client_min"] == r[f"{pattern}_per_client_max"] == 100
+            assert isinstance(r[f"{pattern}_deliveries_per_s"], float), (name, pattern)
+            assert r[f"{pattern}_publisher_errors"] == 0
         if name in SKIPS_TOPICS:
             assert "topics" in r["skipped"] and "topics_delivered" not in r
         else:
@@ -89,6 +94,8 @@ def test_bench_tiny_run(tmp_path: Path) -> None:
         "burst_deliveries_per_s",
         "lone_p99_ms",
         "tidings-sse:burst_deliveries_per_s",
+        "loop_deliveries_per_s",
+        "threads_deliveries_per_s",
     }
     md = (tmp_path / "partial.md").read_text()
     assert "fan-out deliveries/s, tidings-sse" in md and "many topics not run" in md

@@ -12,11 +12,39 @@ import argparse
 import asyncio
 import signal
 import socket
+import threading
+import time
 
 import uvloop
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from bench.wire import THREADS, server_frame
+
 topics: dict[str, set[ServerConnection]] = {}
+running: set[asyncio.Task[None]] = set()
+
+
+def send(topic: str, seq: int) -> None:
+    broadcast(topics.get(topic, ()), server_frame(topic, seq, time.time_ns()))
+
+
+async def publish_loop(topic: str, count: int) -> None:
+    """The "loop" pattern: back to back from one task, yielding between messages."""
+    for seq in range(count):
+        send(topic, seq)
+        await asyncio.sleep(0)
+
+
+def publish_threads(topic: str, count: int) -> None:
+    """The "threads" pattern: 16 threads hand each message to the loop."""
+    loop = asyncio.get_running_loop()
+
+    def run(first: int) -> None:
+        for seq in range(first, count, THREADS):
+            loop.call_soon_threadsafe(send, topic, seq)
+
+    for k in range(THREADS):
+        threading.Thread(target=run, args=(k,), daemon=True).start()
 
 
 async def handler(ws: ServerConnection) -> None:
@@ -32,6 +60,14 @@ async def handler(ws: ServerConnection) -> None:
                 topics.setdefault(topic, set()).add(ws)
                 mine.append(topic)
                 await ws.send("ok")
+            elif text.startswith(("loop ", "threads ")):
+                pattern, topic, count = text.split()
+                if pattern == "loop":
+                    task = asyncio.get_running_loop().create_task(publish_loop(topic, int(count)))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                else:
+                    publish_threads(topic, int(count))
     finally:
         for topic in mine:
             subscribers = topics.get(topic)

@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "tidings",
+    "bench.servers",  # its realtime.py: the server-side publish patterns (bench.ctl)
 ]
 # startproject's middleware (minus messages): tidings' HTTP endpoints (SSE, long-poll)
 # need request.auser(); WebSockets on TIDINGS["PATH"] + "ws" do not pass through it.
