@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.wire import SIMPLE, TIDINGS, Wire
+from tidings.serve import UVICORN_ARGS
 
 PY = sys.executable
 
@@ -129,6 +130,9 @@ class Target:
 
 
 TIDINGS_ENV = {"DJANGO_SETTINGS_MODULE": "bench.servers.tidings_settings"}
+# tidings is served as the README says: uvicorn with tidings.serve's protocols (the
+# WebSocket one is uvicorn's websockets-sansio implementation with tidings' guards)
+SERVED = UVICORN_ARGS
 NO_PATTERNS = {  # the server-side publish patterns exist for tidings and raw only
     p: "its bench server has no server-side publish loop" for p in ("loop", "threads")
 }
@@ -141,7 +145,7 @@ TARGETS: dict[str, Target] = {
         Target(
             "tidings",
             "tidings (uvicorn, memory broker)",
-            uvicorn("tidings.asgi:get_asgi_application", "--factory"),
+            uvicorn("tidings.asgi:get_asgi_application", "--factory", *SERVED),
             "/realtime/ws",
             TIDINGS,
             env=TIDINGS_ENV,
@@ -149,7 +153,7 @@ TARGETS: dict[str, Target] = {
         Target(
             "tidings-sse",
             "tidings, SSE subscribers (uvicorn, memory broker)",
-            uvicorn("tidings.asgi:get_asgi_application", "--factory"),
+            uvicorn("tidings.asgi:get_asgi_application", "--factory", *SERVED),
             "/realtime/ws",
             TIDINGS,
             env=TIDINGS_ENV,
@@ -163,7 +167,7 @@ TARGETS: dict[str, Target] = {
         Target(
             "tidings-redis",
             "tidings (uvicorn, Redis broker)",
-            uvicorn("tidings.asgi:get_asgi_application", "--factory"),
+            uvicorn("tidings.asgi:get_asgi_application", "--factory", *SERVED),
             "/realtime/ws",
             TIDINGS,
             env={
@@ -177,7 +181,7 @@ TARGETS: dict[str, Target] = {
         Target(
             "tidings-redis-2p",
             "tidings, 2 processes + Redis (publish on A, subscribers on B)",
-            uvicorn("tidings.asgi:get_asgi_application", "--factory"),
+            uvicorn("tidings.asgi:get_asgi_application", "--factory", *SERVED),
             "/realtime/ws",
             TIDINGS,
             env={

@@ -310,3 +310,25 @@ async def test_unknown_websocket_path_is_refused(server, path):
         async with connect(server.ws_url.replace("/realtime/ws", path), origin=server.url):
             pass
     assert e.value.response.status_code == 404
+
+
+@pytest.mark.parametrize("ws", ["websockets-sansio", "websockets"])
+async def test_fan_out_on_uvicorns_own_websocket_protocols(make_server, ws):
+    """Served by uvicorn's own protocols (no ``tidings.serve`` synchronous send), a
+    subscriber still gets a lone message and then a burst (frames written back to back),
+    each once and in order: the writer falls back to ASGI ``send()``."""
+    with make_server(args=("--ws", ws)) as srv:
+        async with (
+            Client(srv.ws_url, origin=srv.url) as a,
+            Client(srv.ws_url, origin=srv.url) as b,
+            connect(srv.ws_url, origin=srv.url) as pub,
+        ):
+            for c in (a, b):
+                await c.subscribe("test.fallback")
+            await pub.send(json.dumps({"op": "publish", "topic": "test.fallback", "data": 0}))
+            assert (await a.next_message())["data"] == (await b.next_message())["data"] == 0
+            for i in range(1, 201):
+                await pub.send(json.dumps({"op": "publish", "topic": "test.fallback", "data": i}))
+            for c in (a, b):
+                got = [(await c.next_message())["data"] for _ in range(200)]
+                assert got == list(range(1, 201))

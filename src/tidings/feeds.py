@@ -240,7 +240,7 @@ def _variant(message: Message, event: str, data: Row) -> Message:
         message.timestamp,
         message.formats_json,
     )
-    made.key, made.eager = message.key, message.eager
+    made.key = message.key
     return made
 
 

@@ -38,8 +38,10 @@ from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from tidings.conf import get_settings
+from tidings.types import SEND_TEXT
 
 UVICORN_ARGS = (
     "--http",
@@ -197,7 +199,13 @@ class HttpProtocol(HttpToolsProtocol):
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets (sans-I/O) protocol: no message over ``MAX_FRAME_BYTES``,
-    counted before or after inflating; it keeps the upgraded connection's count."""
+    counted before or after inflating; it keeps the upgraded connection's count.
+
+    It also offers the app a synchronous send of a text frame, in the scope's
+    extensions as :data:`SEND_TEXT`: what ASGI's ``send()`` does for a text frame when
+    the socket is writable, without a coroutine and an event dict per frame. A fan-out
+    writes one frame to each of N connections; this is what makes it cost what raw
+    ``websockets``' ``broadcast()`` costs (docs/performance.md)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -210,3 +218,27 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         while self.counted:
             release(self.counted.popleft())
         super().connection_lost(exc)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the app's task has not started: it sees the extension
+            scope["extensions"][SEND_TEXT] = self.send_text_now
+
+    def send_text_now(self, data: bytes) -> bool:
+        """Write a text frame of UTF-8 ``data`` now; ``False`` when it cannot be done
+        without waiting (not accepted yet, closing, gone, the peer reads slowly): then
+        use ``send()``, which waits or raises as ASGI says."""
+        if (
+            self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or not self.writable.is_set()
+        ):
+            return False
+        try:
+            self.conn.send_text(data)
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True

@@ -12,3 +12,7 @@ Event: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Event]]
 Send: TypeAlias = Callable[[Event], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The scope extension of tidings.serve's WebSocket protocol: a synchronous text send,
+# ``(UTF-8 bytes) -> bool`` (written now, or ``False``: use ``send()``).
+SEND_TEXT = "tidings.send_text"

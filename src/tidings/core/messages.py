@@ -75,7 +75,6 @@ class Message:
         "_ws_frame",
         "audience",
         "data_json",
-        "eager",
         "event",
         "formats_json",
         "key",
@@ -101,7 +100,6 @@ class Message:
         self.formats_json = formats_json
         self.key: str | None = None  # set by the node for coalescing topics (COALESCE)
         self.audience: Any = None  # set by the node when a feed filters who sees it
-        self.eager = True  # set by the node: False within a burst on its topic (Writer)
         self._data: Any = _UNSET
         self._ws_frame: str | None = None
         self._sse_body: str | None = None

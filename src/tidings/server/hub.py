@@ -10,23 +10,16 @@ The hub also notices a topic's history being lost under its live subscribers: a
 message in another epoch than the topic's last one (the broker restarted empty, or was
 flushed). Each subscriber hears of it first (:meth:`Subscriber.epoch_changed`) and
 tells its client (a ``gap``, docs/protocol.md) unless it joined in that epoch already.
-
-The hub also tells a lone message from one of a burst: a message whose topic's
-previous fan-out ended less than ``BURST_GAP`` ago is not ``eager``, and subscribers
-queue it to write in batches instead of writing it in place (:mod:`tidings.server.writer`).
 """
 
 from __future__ import annotations
 
 import logging
-from time import monotonic
 from typing import Protocol
 
 from tidings.core.messages import Message
 
 logger = logging.getLogger("tidings.hub")
-
-BURST_GAP = 0.005
 
 
 class Subscriber(Protocol):
@@ -39,11 +32,10 @@ class Subscriber(Protocol):
 
 
 class _Topic:
-    __slots__ = ("epoch", "quiet", "subscribers")
+    __slots__ = ("epoch", "subscribers")
 
     def __init__(self, subscriber: Subscriber) -> None:
         self.subscribers: dict[Subscriber, None] = {subscriber: None}
-        self.quiet = 0.0  # when its last fan-out ended
         self.epoch: str | None = None  # of its last message
 
 
@@ -83,7 +75,6 @@ class Hub:
         entry = self._topics.get(message.topic)
         if entry is None:
             return
-        message.eager = monotonic() - entry.quiet > BURST_GAP
         if entry.epoch != message.position.epoch:  # history lost (or the topic's first)
             entry.epoch = message.position.epoch
             self._epoch_changed(entry, message)
@@ -92,7 +83,6 @@ class Hub:
                 subscriber.deliver(message)
             except Exception:
                 logger.exception("subscriber %r failed to take %r", subscriber, message)
-        entry.quiet = monotonic()
 
     def _epoch_changed(self, entry: _Topic, message: Message) -> None:
         for subscriber in list(entry.subscribers):

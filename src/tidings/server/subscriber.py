@@ -172,7 +172,7 @@ class Subscriber:
         # the hot path, inlined: the frame itself when the outlet writes protocol frames
         item: Output | str = message.ws_frame if self._frames else message
         queue, outlet = self.queue, self.outlet
-        if message.eager and not queue and outlet.write_now(item):
+        if not queue and outlet.write_now(item):
             return
         if queue.put(item, message.key):
             outlet.wake()
@@ -188,11 +188,11 @@ class Subscriber:
         """A presence state or diff of a watched topic."""
         self._put(PresenceFrame(topic, frame))
 
-    def _put(self, item: Output | str, key: str | None = None, eager: bool = True) -> None:
+    def _put(self, item: Output | str, key: str | None = None) -> None:
         if self.closing is not None:
             return
         outlet = self.outlet
-        if eager and not self.queue and outlet.write_now(item):
+        if not self.queue and outlet.write_now(item):
             return
         if not self.queue.put(item, key):
             self._overflow()

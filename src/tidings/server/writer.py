@@ -1,20 +1,24 @@
-"""Writing a subscriber's queue to one WebSocket: in place when the socket is idle,
-from a task when not.
+"""Writing a subscriber's queue to one WebSocket: the first frame of a loop turn in
+place, the rest of that turn's frames together at the next turn.
 
-A broadcast hands each subscriber a message by a plain call. For a lone message (its
-topic was quiet just before: see :mod:`tidings.server.hub`) and an idle connection
-(nothing queued, nothing in flight), the frame is written right there: the ASGI
-``send()`` coroutine is stepped in place, and with uvicorn it finishes without
-suspending while the socket is writable, so a lone broadcast costs no task wake-up per
-subscriber (the idea of Python 3.12's eager tasks).
+A broadcast hands each subscriber a message by a plain call. A connection that has
+written nothing in this turn of the event loop (and has nothing queued, nothing in
+flight) writes the frame right there: the text goes to the socket without a task or a
+queue, as raw ``websockets``' ``broadcast()`` does. Any further frame for it in the same
+turn is queued, and one callback per turn (:class:`Flusher`) writes every such
+connection's queue at the next turn, where uvloop sends each connection's frames of
+one turn in one system call. So messages published one per loop turn (an
+``apublish()`` loop), in bursts (frames read in one go, handed over from threads) or
+alone all cost one write per frame, and a burst one system call per connection.
+Measured with ``make bench``, docs/performance.md.
 
-During a burst, frames are queued instead, and a task per connection drains the queue
-on the next loop iteration: by then more frames have come, and uvloop writes all of a
-transport's frames of one iteration in one system call. Measured with ``make bench``
-(N=1,000, one topic, same run): always in place, ~65k deliveries/s in bursts; always
-queued, ~200k/s but lone-broadcast p99 2-3x worse; the mix keeps both. When ``send()``
-has to wait (the peer reads slowly), the task finishes that send first. An idle
-connection holds no writer task at all.
+When a send has to wait (the peer reads slowly), a task finishes that send and drains
+the queue. An idle connection holds no task and no queue.
+
+The text is written through ``tidings.serve``'s synchronous send (the scope extension
+:data:`~tidings.types.SEND_TEXT`) when the server offers it, else by stepping the ASGI
+``send()`` coroutine in place: with uvicorn it finishes without suspending while the
+socket is writable.
 """
 
 from __future__ import annotations
@@ -59,51 +63,149 @@ class _Resume:
                 return stop.value
 
 
+class Flusher:
+    """The writers with something queued, written once per turn of the event loop.
+
+    Whatever was queued during one turn (one message or a burst of them, published from
+    the loop or handed over from threads) is written at the next turn by one callback,
+    connection after connection, with no task per connection: the cost per delivery is
+    a queue append and a send, however the messages arrive."""
+
+    __slots__ = ("_loop", "_writers")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._writers: list[Writer] = []
+
+    def add(self, writer: Writer) -> None:
+        if not self._writers:
+            self._loop.call_soon(self._flush)
+        self._writers.append(writer)
+
+    def _flush(self) -> None:
+        writers, self._writers = self._writers, []
+        for writer in writers:
+            try:
+                writer.flush()
+            except Exception:
+                logger.exception("flushing %r failed", writer)
+
+
+_flushers: dict[asyncio.AbstractEventLoop, Flusher] = {}
+
+
+def _flusher() -> Flusher:
+    loop = asyncio.get_running_loop()
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        for old in [old for old in _flushers if old.is_closed()]:
+            del _flushers[old]
+        flusher = _flushers[loop] = Flusher(loop)
+    return flusher
+
+
 class Writer:
     """A subscriber's outlet on a WebSocket (:class:`~tidings.server.subscriber.Outlet`)."""
 
-    __slots__ = ("_close_sent", "_closing", "_queue", "_render", "_send", "_task", "frames", "gone")
+    __slots__ = (
+        "_close_sent",
+        "_closing",
+        "_due",
+        "_queue",
+        "_render",
+        "_send",
+        "_send_text",
+        "_task",
+        "frames",
+        "gone",
+    )
 
-    def __init__(self, send: Send, render: Render, *, frames: bool = False) -> None:
+    def __init__(
+        self,
+        send: Send,
+        render: Render,
+        *,
+        frames: bool = False,
+        send_text: Callable[[bytes], bool] | None = None,
+    ) -> None:
         """``render`` makes an output's text; ``frames``: live messages are queued as
-        their WebSocket frame already (``/realtime/ws``), not rendered one by one."""
+        their WebSocket frame already (``/realtime/ws``), not rendered one by one.
+        ``send_text`` writes a text frame now if it can (``tidings.serve``'s scope
+        extension); else, and without it, ``send`` does."""
         self._send = send
+        self._send_text = send_text
         self._render = render
         self.frames = frames
         self._queue: Queue[Output | str] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing: tuple[int, str] | None = None
         self._close_sent = False
+        self._due = False  # it is in the flusher's list for the loop's next turn
         self.gone = False  # the client went away: a send failed
 
     def attach(self, queue: Queue[Output | str]) -> None:
         self._queue = queue
 
     def write_now(self, item: Output | str) -> bool:
-        """Write ``item`` in place if the socket is idle (``False``: queue it instead)."""
-        if self._task is not None:
+        """Write ``item`` in place if the socket has written nothing this turn and is
+        idle (``False``: queue it instead, for the next turn)."""
+        if self._task is not None or self._due:
             return False
         if not self.gone:
             text = item if type(item) is str else self._render(item)  # type: ignore[arg-type]
             if text is not None:
-                self._send_now({"type": "websocket.send", "text": text})
+                self._write(text)
+                self._due = True  # what comes for it in this turn waits for the next
+                _flusher().add(self)
         return True
 
+    def _write(self, text: str) -> None:
+        send_text = self._send_text
+        if send_text is None or not send_text(text.encode()):
+            self._send_now({"type": "websocket.send", "text": text})
+
     def wake(self) -> None:
-        """Items were queued: drain them from a task (one per connection, while needed)."""
-        if self._task is None and not self.gone:
-            self._task = asyncio.get_running_loop().create_task(self._drain(None))
+        """Items were queued: they are written at the loop's next turn (:class:`Flusher`),
+        or by the task already finishing a send that had to wait."""
+        if self._task is None and not self.gone and not self._due:
+            self._due = True
+            _flusher().add(self)
+
+    def flush(self) -> None:
+        """The next turn: write what is queued, in place, until a send has to wait (a
+        task then finishes it and drains the rest). Having written, it stays due for
+        one more turn, so frames coming later in this one are queued too."""
+        self._due = False
+        queue, render = self._queue, self._render
+        wrote = False
+        while self._task is None and not self.gone and queue is not None:
+            item = queue.pop()
+            if item is None:
+                if self._closing is not None and not self._close_sent:
+                    self._close_sent = True
+                    code, reason = self._closing
+                    self._send_now({"type": "websocket.close", "code": code, "reason": reason})
+                elif wrote:
+                    self._due = True
+                    _flusher().add(self)
+                return
+            text = item if type(item) is str else render(item)  # type: ignore[arg-type]
+            if text is not None:
+                self._write(text)
+                wrote = True
 
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then a close frame."""
         if self._closing is not None:
             return
         self._closing = (code, reason)
-        if self._task is None and not self.gone:
+        if self._task is None and not self.gone and not self._due:
             self._close_sent = True
             self._send_now({"type": "websocket.close", "code": code, "reason": reason})
 
     def cancel(self) -> None:
+        """The connection ended: nothing more is written."""
+        self.gone = True
         if self._task is not None:
             self._task.cancel()
 

@@ -34,7 +34,7 @@ from tidings.holds import WebSocketHold
 from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Subscriber
 from tidings.server.writer import Writer
-from tidings.types import Receive, Scope, Send
+from tidings.types import SEND_TEXT, Receive, Scope, Send
 
 logger = logging.getLogger("tidings.websocket")
 
@@ -50,7 +50,7 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     user = await user_from_headers(scope.get("headers", []))
     await node.start()
     await send({"type": "websocket.accept"})
-    writer = Writer(send, ws_text, frames=True)
+    writer = Writer(send, ws_text, frames=True, send_text=send_text_extension(scope))
     subscriber = Subscriber(node, user, writer)
     session = subscriber.session
     idle = _IdleTimer(subscriber, node.settings.idle_timeout)
@@ -72,6 +72,11 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
         idle.cancel()
         writer.cancel()
         await subscriber.leave()
+
+
+def send_text_extension(scope: Scope) -> Any:
+    """``tidings.serve``'s synchronous text send, when the server offers it."""
+    return (scope.get("extensions") or {}).get(SEND_TEXT)
 
 
 CLOSE_IDLE = 4010
