@@ -56,6 +56,10 @@ class Proxy:
         except OSError:
             writer.transport.abort()
             return
+        if not self._up:  # taken offline while this one was being set up
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
         up_writer.write(first)
         self._writers |= {writer, up_writer}
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
