@@ -31,7 +31,7 @@ Written here rather than found: no uvicorn option does the second and the third.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 
 from uvicorn.config import Config
@@ -99,12 +99,86 @@ TOO_MANY = _response(b"429 Too Many Requests", "Too many connections from this a
 TIMED_OUT = _response(b"408 Request Timeout", "The request's headers took too long.")
 
 
+class Inbox:
+    """What uvicorn's WebSocket protocol asks of its ``asyncio.Queue`` of events for the
+    app (``put_nowait``, ``get``, ``empty``), for its single reader: the app's
+    ``receive()``. uvicorn pauses reading after each message until it is taken, so it
+    holds one or two events; a list does, where the queue kept three deques."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class Flag:
+    """``asyncio.Event`` as uvicorn's ``writable`` uses it (``set``, ``clear``,
+    ``is_set``, ``wait``), holding no deque until something waits."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header timeout and a per-address count."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.counted: deque[str | None] = deque()  # the connection's, each request's
+        self.counted: list[str | None] = []  # the connection's, each request's
         self.header_timer: asyncio.TimerHandle | None = None
         self.refused = False
         self.proxy = False
@@ -176,7 +250,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         if self.proxy and self.counted:
-            release(self.counted.popleft())
+            release(self.counted.pop(0))
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline:
             self._arm()
@@ -188,12 +262,12 @@ class HttpProtocol(HttpToolsProtocol):
         super().handle_websocket_upgrade()
         protocol = self.transport.get_protocol()
         if isinstance(protocol, WebSocketProtocol):
-            protocol.counted, self.counted = self.counted, deque()
+            protocol.counted, self.counted = self.counted, []
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         while self.counted:
-            release(self.counted.popleft())
+            release(self.counted.pop(0))
         super().connection_lost(exc)
 
 
@@ -212,11 +286,15 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         limit = get_settings().max_frame_bytes
         if self.conn.max_message_size is None or self.conn.max_message_size > limit:
             self.conn.max_message_size = limit
-        self.counted: deque[str | None] = deque()
+        self.counted: list[str | None] = []
+        # What an idle connection holds: uvicorn's asyncio.Queue and Event keep four
+        # deques (~3 KB); these do the same for its one reader in a few hundred bytes.
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         while self.counted:
-            release(self.counted.popleft())
+            release(self.counted.pop(0))
         super().connection_lost(exc)
 
     def handle_connect(self, event: Any) -> None:
@@ -224,6 +302,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:  # the app's task has not started: it sees the extension
             scope["extensions"][SEND_TEXT] = self.send_text_now
+
+    def start_keepalive(self) -> None:
+        """Called once, right after the accept was written: the handshake's request
+        and response (their headers, ~3 KB) are not needed any more."""
+        self.request = self.response = None  # type: ignore[assignment]
+        super().start_keepalive()
 
     def send_text_now(self, data: bytes) -> bool:
         """Write a text frame of UTF-8 ``data`` now; ``False`` when it cannot be done
