@@ -64,25 +64,37 @@ class _Resume:
 
 
 class Flusher:
-    """The writers with something queued, written once per turn of the event loop.
+    """Turns of the event loop, and the writers with something queued in this one.
 
-    Whatever was queued during one turn (one message or a burst of them, published from
-    the loop or handed over from threads) is written at the next turn by one callback,
-    connection after connection, with no task per connection: the cost per delivery is
-    a queue append and a send, however the messages arrive."""
+    ``turn`` counts the loop's turns in which something was written: a writer that
+    wrote in place in the current turn queues what else comes for it, and everything
+    queued in a turn (one message or a burst of them, published from the loop or handed
+    over from threads) is written at the next turn by one callback, connection after
+    connection, with no task per connection."""
 
-    __slots__ = ("_loop", "_writers")
+    __slots__ = ("_loop", "_ticking", "_writers", "turn")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._writers: list[Writer] = []
+        self._ticking = False  # the callback that ends this turn is scheduled
+        self.turn = 0
+
+    def mark(self) -> int:
+        """Something was written in this turn: the turn it is (it ends at the next one)."""
+        if not self._ticking:
+            self._ticking = True
+            self._loop.call_soon(self._tick)
+        return self.turn
 
     def add(self, writer: Writer) -> None:
-        if not self._writers:
-            self._loop.call_soon(self._flush)
+        """``writer`` queued something in this turn: flush it at the next."""
+        self.mark()
         self._writers.append(writer)
 
-    def _flush(self) -> None:
+    def _tick(self) -> None:
+        self.turn += 1
+        self._ticking = False
         writers, self._writers = self._writers, []
         for writer in writers:
             try:
@@ -111,11 +123,13 @@ class Writer:
         "_close_sent",
         "_closing",
         "_due",
+        "_flusher",
         "_queue",
         "_render",
         "_send",
         "_send_text",
         "_task",
+        "_turn",
         "frames",
         "gone",
     )
@@ -141,6 +155,8 @@ class Writer:
         self._closing: tuple[int, str] | None = None
         self._close_sent = False
         self._due = False  # it is in the flusher's list for the loop's next turn
+        self._flusher = _flusher()
+        self._turn = -1  # the last turn it wrote in place
         self.gone = False  # the client went away: a send failed
 
     def attach(self, queue: Queue[Output | str]) -> None:
@@ -149,14 +165,14 @@ class Writer:
     def write_now(self, item: Output | str) -> bool:
         """Write ``item`` in place if the socket has written nothing this turn and is
         idle (``False``: queue it instead, for the next turn)."""
-        if self._task is not None or self._due:
-            return False
+        flusher = self._flusher
+        if self._task is not None or self._due or self._turn == flusher.turn:
+            return False  # (it wrote in this turn already: what comes waits for the next)
         if not self.gone:
             text = item if type(item) is str else self._render(item)  # type: ignore[arg-type]
             if text is not None:
                 self._write(text)
-                self._due = True  # what comes for it in this turn waits for the next
-                _flusher().add(self)
+                self._turn = flusher.mark()
         return True
 
     def _write(self, text: str) -> None:
@@ -169,12 +185,12 @@ class Writer:
         or by the task already finishing a send that had to wait."""
         if self._task is None and not self.gone and not self._due:
             self._due = True
-            _flusher().add(self)
+            self._flusher.add(self)
 
     def flush(self) -> None:
         """The next turn: write what is queued, in place, until a send has to wait (a
-        task then finishes it and drains the rest). Having written, it stays due for
-        one more turn, so frames coming later in this one are queued too."""
+        task then finishes it and drains the rest). Having written, it counts as having
+        written in this turn, so frames coming later in it are queued too."""
         self._due = False
         queue, render = self._queue, self._render
         wrote = False
@@ -186,8 +202,7 @@ class Writer:
                     code, reason = self._closing
                     self._send_now({"type": "websocket.close", "code": code, "reason": reason})
                 elif wrote:
-                    self._due = True
-                    _flusher().add(self)
+                    self._turn = self._flusher.mark()
                 return
             text = item if type(item) is str else render(item)  # type: ignore[arg-type]
             if text is not None:
