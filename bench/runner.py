@@ -154,21 +154,32 @@ def _line(r: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+# the phases profiled after the accept, in the order the load generator runs them
+PROFILED = (
+    ("burst", "Fan-out burst (the client's frames in one write)"),
+    ("loop", "Fan-out from the server's apublish() loop"),
+    ("threads", "Fan-out from publish() in 16 threads"),
+    ("topics", "Many-topics burst"),
+)
+
+
 def profile(target: Target, n: int, plan: Plan, log_dir: Path, out: Path) -> Path:
-    """One measurement with the server under cProfile during the two bursts."""
+    """One measurement with the server under cProfile during the accept phase and each
+    fan-out: the client burst, the server's apublish() loop, the 16 threads' publishes
+    (only the loop's thread is profiled) and the many-topics burst."""
     raise_fd_limit(n)
     prefix = log_dir / f"profile-{target.name}-{n}"
     with running(target, log_dir, profile_to=prefix) as server:
         r = uvloop.run(Measurement(server, n, plan, profile_out=str(prefix)).run())
-        for k in (0, 1, 2):
+        for k in range(len(PROFILED) + 1):
             _wait_for(Path(f"{prefix}.{k}.pstats"))
     if r.get("error"):
         raise SystemExit(f"profiled run failed: {r['error']}")
     sections = [
         f"# Profile: {target.label}, N={n:,}",
         "",
-        "Server under cProfile (main thread = event loop) during the accept phase and the "
-        "two bursts only. "
+        "Server under cProfile (main thread = event loop) during the accept phase and "
+        "each fan-out only. "
         f"Command: `python -m bench {shlex.join(sys.argv[1:])}`; code: {git_state()}.",
         "",
     ]
@@ -178,7 +189,7 @@ def profile(target: Target, n: int, plan: Plan, log_dir: Path, out: Path) -> Pat
         "",
         summarize(f"{prefix}.0.pstats", n, unit="connection"),
     ]
-    for k, key, title in ((1, "burst", "Fan-out burst"), (2, "topics", "Many-topics burst")):
+    for k, (key, title) in enumerate(PROFILED, start=1):
         sections += [
             f"## {title}: {r[f'{key}_messages']:,} messages, "
             f"{r[f'{key}_deliveries_per_s']:,.0f} deliveries/s under the profiler",
