@@ -18,7 +18,9 @@ Phases, in order, on one server process:
    between publishes) and ``threads`` (16 threads) -> deliveries/s, CPU per delivery;
 6. **many topics**: each subscriber also subscribes to its own topic; a burst of K
    messages spread round-robin over the N topics -> deliveries/s, CPU per delivery;
-   then 20 lone messages to single topics -> latency. Not run for targets that list it
+   then 20 lone messages to single topics -> latency; then the same K messages
+   written at once by 16 publisher sockets (many concurrent publishers over many
+   topics) -> deliveries/s, CPU per delivery. Not run for targets that list it
    in ``skip_phases`` (SSE: a stream cannot add a topic); the reason goes in the result.
 
 The publisher is a separate WebSocket that subscribes to nothing (on the first server
@@ -48,6 +50,7 @@ from bench.wsclient import Tally, WSClient, client_frame, connect
 Subscriber = WSClient | SSEClient
 
 FANOUT_TOPIC = "bench.all"
+PUBLISHERS = 16  # the concurrent publishers of the many-topics pattern
 MIB = 1024 * 1024
 
 
@@ -260,10 +263,20 @@ class Measurement:
         )
         await self._deliveries(key, frames, messages, expected)
 
-    async def _deliveries(self, key: str, frames: bytes, messages: int, expected: int) -> None:
-        """Write ``frames`` on the publisher's socket, then count deliveries until
-        ``expected`` arrived: deliveries/s, server CPU per delivery."""
+    async def _deliveries(
+        self,
+        key: str,
+        frames: bytes | list[bytes],
+        messages: int,
+        expected: int,
+        publishers: list[WSClient] | None = None,
+    ) -> None:
+        """Write ``frames`` on the publisher's socket (or each of ``frames`` on its own
+        of ``publishers``, all at once), then count deliveries until ``expected``
+        arrived: deliveries/s, server CPU per delivery."""
         assert self.publisher is not None
+        pubs = publishers or [self.publisher]
+        writes = frames if isinstance(frames, list) else [frames]
         r, tally = self.result, self.tally
         before = [c.received for c in self.clients]
         r[f"{key}_messages"] = messages
@@ -272,7 +285,8 @@ class Measurement:
         await self._profile(signal.SIGUSR1)
         meter = self.meter()
         sent = time.time_ns()
-        self.publisher.send_raw(frames)
+        for pub, chunk in zip(pubs, writes, strict=True):
+            pub.send_raw(chunk)
         try:
             await wait_for_deliveries(tally, waiter, self.plan.stall)
         finally:
@@ -284,7 +298,7 @@ class Measurement:
             counts = [c.received - b for c, b in zip(self.clients, before, strict=True)]
             r[f"{key}_per_client_min"] = min(counts)
             r[f"{key}_per_client_max"] = max(counts)
-            r[f"{key}_publisher_errors"] = len(self.publisher.replies())
+            r[f"{key}_publisher_errors"] = sum(len(pub.replies()) for pub in pubs)
             if delivered:
                 r[f"{key}_deliveries_per_s"] = delivered / ((tally.last_ns - sent) / 1e9)
                 r[f"{key}_server_us_per_delivery"] = cpu["server"] / delivered * 1e6
@@ -319,7 +333,7 @@ class Measurement:
         n, plan = self.n, self.plan
         skipped = self.server.target.skip_phases.get("topics")
         if skipped is not None:
-            self.result.setdefault("skipped", {})["topics"] = skipped
+            self.result.setdefault("skipped", {}).update(topics=skipped, publishers=skipped)
             return
         own = [f"bench.c{i}" for i in range(n)]
         ws = [c for c in self.clients if isinstance(c, WSClient)]
@@ -336,3 +350,24 @@ class Measurement:
             await asyncio.sleep(0.005)
         self.result["topics_p50_ms"] = percentile(latencies, 0.5) / 1e6
         self.result["topics_p99_ms"] = percentile(latencies, 0.99) / 1e6
+        await self.publishers(own, plan.topic_messages)
+
+    async def publishers(self, own: list[str], messages: int) -> None:
+        """Many concurrent publishers over many topics: :data:`PUBLISHERS` sockets each
+        write their share of ``messages`` at once, round-robin over the N topics."""
+        server = self.server
+        pubs = [
+            await connect(Tally(), HOST, server.port, server.target.path) for _ in range(PUBLISHERS)
+        ]
+        try:
+            frames = [
+                b"".join(
+                    client_frame(self.wire.publish(own[i % len(own)], data_json(time.time_ns(), i)))
+                    for i in range(k, messages, PUBLISHERS)
+                )
+                for k in range(PUBLISHERS)
+            ]
+            await self._deliveries("publishers", frames, messages, messages, pubs)
+        finally:
+            for pub in pubs:
+                pub.close()

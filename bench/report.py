@@ -54,6 +54,8 @@ TOPICS: list[tuple[str, str, Fmt]] = [
     ("topics_server_us_per_delivery", "server µs/delivery", _one),
     ("topics_client_cpu_pct", "client CPU %", _int),
     ("topics_p50_ms", "p50 ms (lone)", _ms),
+    ("publishers_deliveries_per_s", "deliveries/s (16 publishers)", _int),
+    ("publishers_server_us_per_delivery", "server µs/delivery (16 publishers)", _one),
 ]
 CONNECTIONS: list[tuple[str, str, Fmt]] = [
     ("accept_per_s", "accepts+subscribes/s", _int),
@@ -64,7 +66,12 @@ CONNECTIONS: list[tuple[str, str, Fmt]] = [
     ("rss_base_mib", "RSS before, MiB", _one),
 ]
 # a skipped phase's name in the report
-PHASES = {"topics": "many topics", "loop": "server loop", "threads": "16 threads"}
+PHASES = {
+    "topics": "many topics",
+    "loop": "server loop",
+    "threads": "16 threads",
+    "publishers": "16 publishers",
+}
 # (result key, label, higher is better)
 RATIOS: list[tuple[str, str, bool]] = [
     ("burst_deliveries_per_s", "fan-out deliveries/s", True),
@@ -75,6 +82,7 @@ RATIOS: list[tuple[str, str, bool]] = [
     ("lone_p99_ms", "lone p99 latency", False),
     ("lone_reach_ms", "one broadcast reaches all", False),
     ("topics_deliveries_per_s", "many-topics deliveries/s", True),
+    ("publishers_deliveries_per_s", "many-topics deliveries/s, 16 concurrent publishers", True),
     ("accept_per_s", "accepts/s", True),
     ("idle_mib_per_1k", "RSS per 1k idle connections", False),
 ]

@@ -160,6 +160,7 @@ PROFILED = (
     ("loop", "Fan-out from the server's apublish() loop"),
     ("threads", "Fan-out from publish() in 16 threads"),
     ("topics", "Many-topics burst"),
+    ("publishers", "Many topics from 16 concurrent publishers"),
 )
 
 

@@ -69,11 +69,16 @@ def test_bench_tiny_run(tmp_path: Path) -> None:
             assert r[f"{pattern}_publisher_errors"] == 0
         if name in SKIPS_TOPICS:
             assert "topics" in r["skipped"] and "topics_delivered" not in r
+            assert "publishers" in r["skipped"] and "publishers_delivered" not in r
         else:
             assert r["topics_delivered"] == r["topics_expected"] == 200
             assert r["topics_per_client_min"] == r["topics_per_client_max"] == 200 // N
             assert isinstance(r["topics_deliveries_per_s"], float), name
             assert isinstance(r["topics_p50_ms"], float), name
+            # the same 200 messages from 16 publishers at once (many concurrent publishers)
+            assert r["publishers_delivered"] == r["publishers_expected"] == 200, name
+            assert r["publishers_per_client_min"] == r["publishers_per_client_max"] == 200 // N
+            assert r["publishers_publisher_errors"] == 0
         assert r["lone_count"] == 5
         for key in (
             "accept_per_s",
