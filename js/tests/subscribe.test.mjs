@@ -225,15 +225,21 @@ test("initial: the subscribe asks for a snapshot, which reaches the callback bef
   assert.equal(again.since, "e:4");
 });
 
-it("a gap at a topic joined empty (0:0) with nothing since is not told: nothing was lost", async (t) => {
+/** A live subscription to "news" that joined at `position`, recording messages and gaps. */
+async function subscribedAt(t, position) {
   const { client, WS } = setup(t);
   WS.last.serverOpen();
   const got = [];
   const gaps = [];
   const sub = client.subscribe("news", (msg) => got.push(msg.position));
   sub.on("gap", (gap) => gaps.push(gap));
-  WS.last.reply(WS.last.frames[0], { topic: "news", position: "0:0" });
+  WS.last.reply(WS.last.frames[0], { topic: "news", position });
   await sub.ready;
+  return { WS, sub, got, gaps };
+}
+
+it("a gap at a topic joined empty (0:0) with nothing since is not told: nothing was lost", async (t) => {
+  const { WS, got, gaps } = await subscribedAt(t, "0:0");
   WS.last.serverSend({ op: "gap", topic: "news", position: "e:0" }); // through Pushpin
   WS.last.message("news", "e:1");
   WS.last.serverSend({ op: "gap", topic: "news", position: "f:0" }); // a real one
@@ -243,14 +249,7 @@ it("a gap at a topic joined empty (0:0) with nothing since is not told: nothing 
 });
 
 it("a gap frame (history lost under the live stream) fires 'gap' and moves the position", async (t) => {
-  const { client, WS } = setup(t);
-  WS.last.serverOpen();
-  const got = [];
-  const gaps = [];
-  const sub = client.subscribe("news", (msg) => got.push(msg.position));
-  sub.on("gap", (gap) => gaps.push(gap));
-  WS.last.reply(WS.last.frames[0], { topic: "news", position: "old:3" });
-  await sub.ready;
+  const { WS, sub, got, gaps } = await subscribedAt(t, "old:3");
   WS.last.message("news", "old:4");
   WS.last.serverSend({ op: "gap", topic: "news", position: "new:1" });
   WS.last.message("news", "new:2");

@@ -171,3 +171,16 @@ async def test_connections_held_by_pushpin_hear_of_a_lost_history_before_the_nex
             assert body["topics"][topic]["recovered"] is False  # tidings.js: "gap"
             assert body["since"] == str(after)
             await ws.__aexit__(None, None, None)
+
+
+def test_any_primary_key_makes_one_grip_channel():
+    """A user's channel is one ``Grip-Channel`` entry whatever its primary key holds
+    (``,`` separates entries and ``;`` parameters there): a string pk cannot add or
+    forge channels for a connection."""
+    from tidings.grip.instructions import channel_header, user_channel, with_user
+
+    for pk in ("42", "a,tidings.t.admin", "b;prev-id=x", "c=d", 'e"f', "g h"):
+        header = channel_header(with_user({"tidings.t.news": None}, pk))
+        entries = header.split(", ")
+        assert entries == ["tidings.t.news", user_channel(pk)], (pk, header)
+        assert not any(c in user_channel(pk) for c in ',; ="'), pk

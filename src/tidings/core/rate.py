@@ -26,6 +26,11 @@ class Bucket:
         self._refilled = clock()
         self._strikes = 0
 
+    def full(self) -> bool:
+        """Has it filled up again (its client paused long enough)?"""
+        now = self._clock()
+        return self._tokens + (now - self._refilled) * self.rate >= self.burst
+
     def take(self) -> Verdict:
         """One frame arrived."""
         now = self._clock()
@@ -63,9 +68,8 @@ class Buckets:
         return bucket.take() is Verdict.SERVE
 
     def _forget(self) -> None:
-        now = self._clock()
-        for key, b in list(self._buckets.items()):
-            if b._tokens + (now - b._refilled) * b.rate >= b.burst:
+        for key, bucket in list(self._buckets.items()):
+            if bucket.full():
                 del self._buckets[key]
         while len(self._buckets) >= self.limit:  # nobody paused: the oldest go
             del self._buckets[next(iter(self._buckets))]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from django.core import signing
 from django.http import HttpResponse
@@ -44,8 +45,10 @@ def protocol_channel(topic: str) -> str:
 
 def user_channel(key: str) -> str:
     """The GRIP channel every proxied connection of the user ``key`` (its pk as text)
-    listens on, so :func:`tidings.disconnect` reaches the connections Pushpin holds."""
-    return USER_PREFIX + channel(key)
+    listens on, so :func:`tidings.disconnect` reaches the connections Pushpin holds.
+    A primary key may hold any character (``,`` and ``;`` separate ``Grip-Channel``'s
+    entries and parameters): it is percent-encoded."""
+    return USER_PREFIX + quote(key, safe="")
 
 
 def with_user(
