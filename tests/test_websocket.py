@@ -332,3 +332,23 @@ async def test_fan_out_on_uvicorns_own_websocket_protocols(make_server, ws):
             for c in (a, b):
                 got = [(await c.next_message())["data"] for _ in range(200)]
                 assert got == list(range(1, 201))
+
+
+async def test_the_served_protocols_event_inbox_serves_readers_in_order_and_loses_nothing():
+    """``tidings.serve`` replaces uvicorn's per-connection ``asyncio.Queue`` of events
+    with a lighter one (docs/performance.md): an app that reads from two tasks gets
+    each event once, in order, and a reader cancelled after being woken loses none."""
+    from tidings.serve import Inbox
+
+    inbox = Inbox()
+    first, second = asyncio.ensure_future(inbox.get()), asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait("a")
+    inbox.put_nowait("b")
+    assert [await asyncio.wait_for(f, 1) for f in (first, second)] == ["a", "b"]
+    woken, other = asyncio.ensure_future(inbox.get()), asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait("c")
+    woken.cancel()  # woken for "c", then cancelled before it took it
+    assert await asyncio.wait_for(other, 1) == "c"
+    assert inbox.empty()

@@ -101,30 +101,44 @@ TIMED_OUT = _response(b"408 Request Timeout", "The request's headers took too lo
 
 class Inbox:
     """What uvicorn's WebSocket protocol asks of its ``asyncio.Queue`` of events for the
-    app (``put_nowait``, ``get``, ``empty``), for its single reader: the app's
-    ``receive()``. uvicorn pauses reading after each message until it is taken, so it
-    holds one or two events; a list does, where the queue kept three deques."""
+    app (``put_nowait``, ``get``, ``empty``). uvicorn pauses reading after each message
+    until it is taken, so it holds one or two events: a list does, where the queue kept
+    three deques. Readers wait in order, as on the queue (an app may read from more
+    than one task)."""
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_items", "_waiters")
 
     def __init__(self) -> None:
         self._items: list[Any] = []
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
 
     def put_nowait(self, item: Any) -> None:
         self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_next()
 
     async def get(self) -> Any:
         while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
             try:
-                await self._waiter
-            finally:
-                self._waiter = None
+                await waiter
+            except BaseException:
+                if self._waiters is not None and waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif self._items and waiter.done() and not waiter.cancelled():
+                    self._wake_next()  # it was woken for an item it will not take
+                raise
         return self._items.pop(0)
+
+    def _wake_next(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def empty(self) -> bool:
         return not self._items
