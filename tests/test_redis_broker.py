@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tests.redis_server import RedisServer, redis_server
 from tidings.brokers import broker_from_url
 from tidings.brokers.redis import RedisBroker
+from tidings.brokers.redis.batches import settle
 from tidings.core.messages import HistoryPolicy, Message, Position
 from tidings.exceptions import BrokerError
 
@@ -130,20 +131,58 @@ async def test_keys_expire(broker, redis):
 async def test_a_retried_publish_is_published_once(broker):
     """The script is idempotent: what redis-py does after a broken connection."""
     b, _ = broker
-    keys, args = b._publish_args("r", "m", "1", KEEP, None)
-    first = b._published("r", b._publish_sync(keys=keys, args=args))
-    again = b._published("r", b._publish_sync(keys=keys, args=args))
-    assert first == again == Position(first.epoch, 1)
-    assert (await b.history("r", None)).position.offset == 1
+    batch = [b._pending(t, "m", d, KEEP, None) for t, d in [("r", "1"), ("r2", "2"), ("r", "3")]]
+    keys, args = b._batch_args(batch)
+    first = b._publish_sync(keys=keys, args=args)
+    again = b._publish_sync(keys=keys, args=args)
+    assert first == again
+    settle(batch, again)
+    assert [b._published("r", p).offset for p in batch] == [1, 1, 2]
+    assert (await b.history("r", None)).position.offset == 2
+    assert (await b.history("r2", None)).position.offset == 1
+
+
+async def test_concurrent_publishes_go_in_few_batches_in_the_order_they_were_made(
+    broker, redis
+):
+    """64 tasks publishing at once, and 16 threads: every publish gets its own position,
+    a topic's offsets follow the order of the calls, and Redis ran far fewer scripts."""
+    b, got = broker
+    await b.subscribe("many")
+    c = redis.client()
+    c.config_resetstat()
+    positions = await asyncio.gather(*(b.apublish("many", "m", str(i), KEEP) for i in range(64)))
+    assert [p.offset for p in positions] == list(range(1, 65))
+    calls = int(c.info("commandstats")["cmdstat_evalsha"]["calls"])
+    assert calls <= 4, f"{calls} script calls for 64 concurrent publishes"
+    await got.wait(64)
+    assert [m.data_json for m in got.messages] == [str(i) for i in range(64)]
+
+    results: dict[int, list[int]] = {}
+
+    def publisher(k: int) -> None:  # each thread's own publishes stay in its order
+        results[k] = [b.publish(f"t{k}", "m", str(i), KEEP).offset for i in range(20)]
+
+    threads = [threading.Thread(target=publisher, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {k: list(range(1, 21)) for k in range(16)}
+    calls = int(c.info("commandstats")["cmdstat_evalsha"]["calls"]) - calls
+    assert calls < 160, f"{calls} script calls for 320 publishes from 16 threads"
 
 
 async def test_a_publish_that_arrives_after_its_deadline_is_refused(broker):
     b, _ = broker
-    keys, args = b._publish_args("late", "m", "1", KEEP, None)
-    args[8] = int((time.time() - 10) * 1000)
+    late, fine = (b._pending(t, "m", "1", KEEP, None) for t in ("late", "fine"))
+    late.args = (*late.args[:7], int((time.time() - 10) * 1000))
+    batch = [late, fine]
+    settle(batch, b._publish_sync(keys=b._batch_args(batch)[0], args=b._batch_args(batch)[1]))
     with pytest.raises(BrokerError, match="deadline, so it was not published"):
-        b._published("late", b._publish_sync(keys=keys, args=args))
+        b._published("late", late)
     assert (await b.history("late", None)).position.offset == 0
+    assert b._published("fine", fine).offset == 1  # a batch's other messages go on
 
 
 async def test_formats_travel_with_the_message(broker):
@@ -228,8 +267,9 @@ async def test_a_skipped_offset_is_filled_from_history(broker):
     b, got = broker
     await b.subscribe("g")
     await b.apublish("g", "m", "1", KEEP)
-    keys, args = b._publish_args("g", "m", "2", KEEP, None)
-    args[0] = "nowhere"
+    skipped = b._pending("g", "m", "2", KEEP, None)
+    skipped.args = ("nowhere", *skipped.args[1:])
+    keys, args = b._batch_args([skipped])
     b._publish_sync(keys=keys, args=args)
     await b.apublish("g", "m", "3", KEEP)
     await got.wait(3)

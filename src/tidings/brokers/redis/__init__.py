@@ -5,7 +5,7 @@ them on one shard (see docs/redis.md for the layout)::
 
     tidings:{rooms.lobby}:meta      HASH    epoch, offset, ttl      (expires: META_TTL)
     tidings:{rooms.lobby}:history   STREAM  o=offset e=event d=data  (HistoryPolicy size/ttl)
-    tidings:{rooms.lobby}:r:<id>    STRING  a publish's receipt      (expires in seconds)
+    tidings:r:<id>                  STRING  a batch of publishes' receipt (expires in seconds)
     tidings:{rooms.lobby}:presence  ZSET    connection id -> expiry (ms, Redis clock)
     tidings:{rooms.lobby}:members   HASH    connection id -> member info (JSON)
     tidings:0:{rooms.lobby}         pub/sub channel (the db number is in the name: pub/sub

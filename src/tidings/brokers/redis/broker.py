@@ -1,13 +1,14 @@
 """The Redis broker itself: publish, history, and running the scripts.
 
-**Publish** is one Lua script (``lua/publish.lua``): take the next offset, append to the
-stream, trim it by count and age, PUBLISH the message with its position inside. Redis
-runs a script alone, so offsets are contiguous and every process sees a topic in offset
-order, even with many publishers. The script is idempotent (a random receipt id per
-publish), so it is retried after a broken connection without being published twice;
-and it carries a deadline, so a publish stuck in a frozen Redis or a dead socket is
-refused when it finally arrives instead of appearing after the caller was told it
-failed.
+**Publish** is one Lua script (``lua/publish.lua``) per batch of publishes
+(:mod:`~tidings.brokers.redis.batches`: publishes made at the same time go together):
+for each message, take the next offset, append to the stream, trim it by count, PUBLISH
+the message with its position inside. Redis runs a script alone, so offsets are
+contiguous and every process sees a topic in offset order, even with many publishers.
+The script is idempotent (a random receipt id per batch), so it is retried after a
+broken connection without publishing twice; and each message carries a deadline, so a
+publish stuck in a frozen Redis or a dead socket is refused when it finally arrives
+instead of appearing after the caller was told it failed.
 
 **Epochs** live in ``meta`` and are made by a publish that finds none: after a
 FLUSHALL, a restart without persistence or a long idle expiry, a topic gets a new
@@ -37,8 +38,10 @@ from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from tidings.brokers.base import Broker, Deliver, HistoryResult
+from tidings.brokers.redis.batches import AsyncBatches, Pending, SyncBatches, settle
 from tidings.brokers.redis.listener import PubSubListener
 from tidings.brokers.redis.options import Names, Options, ms, new_id
+from tidings.brokers.redis.packing import hiredis_packing
 from tidings.brokers.redis.presence import RedisPresence
 from tidings.brokers.redis.probe import Probe
 from tidings.brokers.redis.scripts import SOURCES
@@ -81,12 +84,14 @@ class RedisBroker(Broker):
             )
         )
         self._publish_sync = self._sync.register_script(SOURCES["publish"])
+        self._sync_batches = SyncBatches(self._send_sync)
         self._where = self._describe()
         # Asyncio state: bound to the loop that uses it (see _aio()).
         self._loop: asyncio.AbstractEventLoop | None = None
         self._aio_client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._slots: asyncio.Semaphore | None = None
+        self._batches: AsyncBatches | None = None
         # The listener's and the presence store's tasks, owned by the broker's loop.
         self._tasks: list[asyncio.Task[None]] = []
         self._listener = PubSubListener(
@@ -106,26 +111,31 @@ class RedisBroker(Broker):
         return f"{kw.get('host', kw.get('path', '?'))}:{kw.get('port', '')}/{self._db}"
 
     # -- publishing -------------------------------------------------------------------
-    def _publish_args(
+    def _pending(
         self, topic: str, event: str, data_json: str, history: HistoryPolicy, formats: str | None
-    ) -> tuple[list[str], list[Any]]:
-        key = self.names.key
-        receipt = key(topic, f"r:{secrets.token_hex(8)}")
-        keys = [key(topic, "meta"), key(topic, "history"), receipt]
-        enabled = history.enabled
-        args = [
-            self.names.channel(topic),
-            event,
-            data_json,
-            formats or "",
-            -1 if formats is None else len(formats),
-            history.size if enabled else 0,
-            ms(history.ttl) if enabled else 0,
-            ms(self.options.meta_ttl),
-            int((time.time() + self.options.publish_timeout) * 1000),
-            new_id(),
-            self._receipt_ms,
-        ]
+    ) -> Pending:
+        on = history.enabled
+        return Pending(
+            (self.names.key(topic, "meta"), self.names.key(topic, "history")),
+            (
+                self.names.channel(topic),
+                event,
+                data_json,
+                formats or "",
+                -1 if formats is None else len(formats),
+                history.size if on else 0,
+                ms(history.ttl) if on else 0,
+                int((time.time() + self.options.publish_timeout) * 1000),
+            ),
+            len(data_json),
+        )
+
+    def _batch_args(self, batch: list[Pending]) -> tuple[list[str], list[Any]]:
+        keys = [f"{self.names.prefix}:r:{secrets.token_hex(8)}"]
+        args: list[Any] = [ms(self.options.meta_ttl), new_id(), self._receipt_ms]
+        for pending in batch:
+            keys += pending.keys
+            args += pending.args
         return keys, args
 
     def publish(
@@ -136,22 +146,27 @@ class RedisBroker(Broker):
         history: HistoryPolicy,
         formats_json: str | None = None,
     ) -> Position:
-        keys, args = self._publish_args(topic, event, data_json, history, formats_json)
+        pending = self._sync_batches.publish(
+            self._pending(topic, event, data_json, history, formats_json)
+        )
+        return self._published(topic, pending)
+
+    def _send_sync(self, batch: list[Pending]) -> None:
+        """Publish ``batch`` with the sync client; retry a broken connection within the
+        deadline (the batch's receipt makes a second run return the first's answer)."""
+        keys, args = self._batch_args(batch)
         give_up = time.monotonic() + self.options.publish_timeout
         failures = 0
         while True:
             try:
-                reply = self._publish_sync(keys=keys, args=args)
-            except RETRY as e:
+                settle(batch, self._publish_sync(keys=keys, args=args))
+                return
+            except RETRY:
                 failures += 1
                 pause = self._backoff.compute(failures)
                 if failures > self.options.retries or time.monotonic() + pause > give_up:
-                    raise BrokerError(self._unpublished(topic, e)) from e
+                    raise
                 time.sleep(pause)
-            except (redis.RedisError, OSError, UnicodeError) as e:
-                raise BrokerError(self._unpublished(topic, e)) from e
-            else:
-                return self._published(topic, reply)
 
     async def apublish(
         self,
@@ -161,12 +176,16 @@ class RedisBroker(Broker):
         history: HistoryPolicy,
         formats_json: str | None = None,
     ) -> Position:
-        keys, args = self._publish_args(topic, event, data_json, history, formats_json)
-        try:
-            reply = await self._call("publish", keys, args)
-        except (redis.RedisError, OSError, UnicodeError) as e:
-            raise BrokerError(self._unpublished(topic, e)) from e
-        return self._published(topic, reply)
+        self._aio()
+        assert self._batches is not None
+        pending = await self._batches.publish(
+            self._pending(topic, event, data_json, history, formats_json)
+        )
+        return self._published(topic, pending)
+
+    async def _send(self, batch: list[Pending]) -> None:
+        keys, args = self._batch_args(batch)
+        settle(batch, await self._call("publish", keys, args))
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """Run one of the scripts; retry a broken connection until ``publish_timeout``
@@ -199,13 +218,18 @@ class RedisBroker(Broker):
             "published, unless Redis took it just as the connection failed."
         )
 
-    def _published(self, topic: str, reply: list[Any]) -> Position:
-        if reply[0] == "ok":
-            return Position(reply[1], int(reply[2]))
-        if reply[0] == "again":
-            epoch, offset, _ = reply[1].split(" ")
+    def _published(self, topic: str, pending: Pending) -> Position:
+        error = pending.error
+        if error is not None:
+            if isinstance(error, (redis.RedisError, OSError, UnicodeError)):
+                raise BrokerError(self._unpublished(topic, error)) from error
+            raise error
+        assert pending.reply is not None
+        now, line = pending.reply
+        if line != "late":
+            epoch, _, offset = line.partition(" ")
             return Position(epoch, int(offset))
-        skew = int(reply[1]) / 1000 - time.time()
+        skew = now / 1000 - time.time()
         raise BrokerError(
             f"Redis at {self._where} refused the publish to {topic!r}: it arrived after its "
             f"{self.options.publish_timeout}s deadline, so it was not published. "
@@ -256,14 +280,17 @@ class RedisBroker(Broker):
         client = self._aio_client
         if client is None or self._loop is not loop:
             client = self._aio_client = aioredis.Redis(
-                connection_pool=aioredis.ConnectionPool.from_url(
-                    self._redis_url, retry=AsyncRetry(NoBackoff(), 0), **self._pool_kwargs
+                connection_pool=hiredis_packing(
+                    aioredis.ConnectionPool.from_url(
+                        self._redis_url, retry=AsyncRetry(NoBackoff(), 0), **self._pool_kwargs
+                    )
                 )
             )
             self._loop = loop
             # Callers queue here in turn (FIFO), not in the pool, where some could starve.
             self._slots = asyncio.Semaphore(self.options.max_connections)
             self._scripts = {name: client.register_script(SOURCES[name]) for name in SOURCES}
+            self._batches = AsyncBatches(self._send)
         return client
 
     # -- running ------------------------------------------------------------------------

@@ -1,40 +1,53 @@
--- One publish, atomically: next offset, append to history, trim, PUBLISH.
--- KEYS: meta, history, receipt.
--- ARGV: channel, event, data JSON, formats JSON ('' for none), formats length (-1 for
---       none), history size, history ttl (ms), meta ttl (ms), deadline (ms, Redis
---       clock), epoch to make if there is none, receipt ttl (ms).
--- Returns {'ok', epoch, offset, ms}, {'again', '<epoch> <offset> <ms>'} when this publish
--- already ran (a retry: same receipt), or {'late', ms} past the deadline.
-local channel, event, data, formats, flen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local size, ttl, meta_ttl = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local receipt = redis.call('GET', KEYS[3])
-if receipt then return {'again', receipt} end
+-- A batch of publishes, atomically, in order: for each message, the next offset of its
+-- topic, append to its history (trimmed by count; reads trim by age), PUBLISH.
+-- KEYS: the batch's receipt, then meta and history of each message.
+-- ARGV: meta ttl (ms), epoch to make for a topic that has none, receipt ttl (ms), then 8
+--       per message: channel, event, data JSON, formats JSON ('' for none), formats
+--       length (-1 for none), history size, history ttl (ms), deadline (ms, Redis clock).
+-- Returns '<ms>' followed by one line per message: '<epoch> <offset>', or 'late' when it
+-- arrived past its deadline. A batch that already ran (a retry: same receipt) returns
+-- what it returned then, and publishes nothing.
+local done = redis.call('GET', KEYS[1])
+if done then return done end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-if now > tonumber(ARGV[9]) then return {'late', now} end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[10]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
-end
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-if size > 0 and ttl > 0 then
-  if flen == '-1' then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '=', size, '*', 'o', offset, 'e', event, 'd', data)
+local meta_ttl, new_epoch = tonumber(ARGV[1]), ARGV[2]
+local out = {tostring(now)}
+for i = 0, (#ARGV - 3) / 8 - 1 do
+  local a, meta, history = 4 + i * 8, KEYS[2 + i * 2], KEYS[3 + i * 2]
+  if now > tonumber(ARGV[a + 7]) then
+    out[#out + 1] = 'late'
   else
-    redis.call('XADD', KEYS[2], 'MAXLEN', '=', size, '*', 'o', offset, 'e', event, 'd', data,
-               'f', formats)
+    local event, data, formats, flen = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+    local size, ttl = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+    local m = redis.call('HMGET', meta, 'epoch', 'ttl')
+    local epoch = m[1]
+    if not epoch then
+      epoch = new_epoch
+      redis.call('DEL', history)
+      redis.call('HSET', meta, 'epoch', epoch, 'ttl', ttl)
+    elseif tonumber(m[2]) ~= ttl then
+      redis.call('HSET', meta, 'ttl', ttl)
+    end
+    local offset = redis.call('HINCRBY', meta, 'offset', 1)
+    if size > 0 and ttl > 0 then
+      if flen == '-1' then
+        redis.call('XADD', history, 'MAXLEN', '=', size, '*', 'o', offset, 'e', event, 'd', data)
+      else
+        redis.call('XADD', history, 'MAXLEN', '=', size, '*', 'o', offset, 'e', event, 'd', data,
+                   'f', formats)
+      end
+      redis.call('PEXPIRE', history, ttl)
+    elseif m[2] ~= '0' then
+      redis.call('DEL', history)  -- history was kept before: it no longer is
+    end
+    redis.call('PEXPIRE', meta, math.max(meta_ttl, ttl))
+    redis.call('PUBLISH', ARGV[a],
+               epoch .. ' ' .. offset .. ' ' .. now .. ' ' .. event .. ' ' .. flen .. '\n'
+               .. formats .. data)
+    out[#out + 1] = epoch .. ' ' .. offset
   end
-  redis.call('XTRIM', KEYS[2], 'MINID', '=', now - ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
-else
-  redis.call('DEL', KEYS[2])
 end
-redis.call('HSET', KEYS[1], 'ttl', ttl)
-redis.call('PEXPIRE', KEYS[1], math.max(meta_ttl, ttl))
-redis.call('SET', KEYS[3], epoch .. ' ' .. offset .. ' ' .. now, 'PX', ARGV[11])
-redis.call('PUBLISH', channel,
-           epoch .. ' ' .. offset .. ' ' .. now .. ' ' .. event .. ' ' .. flen .. '\n'
-           .. formats .. data)
-return {'ok', epoch, offset, now}
+local reply = table.concat(out, '\n')
+redis.call('SET', KEYS[1], reply, 'PX', ARGV[3])
+return reply

@@ -1,0 +1,217 @@
+"""``python -m bench.brokers``: how fast one process publishes through Redis, and what the
+listener costs per message it receives (``make bench`` runs it after the fan-out matrix).
+
+    python -m bench.brokers                 # 3 runs, medians, writes bench/results/brokers.*
+    python -m bench.brokers --runs 1 --messages 5000 --stem partial-brokers
+
+Every row publishes the same messages to the same ``redis-server`` (127.0.0.1:6379,
+database 11, flushed first), one row after another within a run, runs interleaved
+(the asyncio rows on uvloop, as uvicorn serves):
+
+- ``redis-py PUBLISH`` one by one, and pipelined by 100: the references. A bare PUBLISH
+  does less than a tidings publish (no history, no offset, no receipt), so the ratio
+  to it bounds what batching can reach, it is not a like-for-like race;
+- ``tidings.publish()`` (the broker's sync call) from 1 thread and from 16 threads;
+- ``apublish()`` one after another from one task, and from 64 concurrent tasks.
+
+The listener row: one started broker subscribed to one topic, a second process
+publishing through the broker; the listening process's CPU seconds per message it
+delivered (``time.process_time``, this process only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+import uvloop
+
+RESULTS = Path(__file__).resolve().parent / "results"
+URL = "redis://127.0.0.1:6379/11"
+PAYLOAD = json.dumps({"text": "x" * 64})
+ROWS = (
+    "redis-py PUBLISH, one by one",
+    "redis-py PUBLISH, pipelined by 100",
+    "publish(), 1 thread",
+    "publish(), 16 threads",
+    "apublish(), 1 task",
+    "apublish(), 64 tasks",
+)
+
+
+def _broker() -> Any:
+    from tidings.brokers.redis import RedisBroker
+
+    return RedisBroker(URL)
+
+
+def _history() -> Any:
+    from tidings.core.messages import HistoryPolicy
+
+    return HistoryPolicy(100, 300.0)
+
+
+def _rate(n: int, run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return n / (time.perf_counter() - started)
+
+
+def _plain(n: int, batch: int) -> float:
+    client = redis.Redis.from_url(URL)
+
+    def run() -> None:
+        for start in range(0, n, batch):
+            pipe = client.pipeline(transaction=False)
+            for _ in range(start, min(n, start + batch)):
+                pipe.publish("bench", PAYLOAD)
+            pipe.execute()
+
+    try:
+        return _rate(n, run)
+    finally:
+        client.close()
+
+
+def _threads(n: int, threads: int) -> float:
+    broker, history = _broker(), _history()
+    share = n // threads
+
+    def work(k: int) -> None:
+        for i in range(share):
+            broker.publish(f"t{(k * share + i) % 100}", "m", PAYLOAD, history)
+
+    def run() -> None:
+        pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+
+    return _rate(share * threads, run)
+
+
+def _tasks(n: int, tasks: int) -> float:
+    async def main() -> float:
+        broker, history = _broker(), _history()
+        share = n // tasks
+
+        async def work(k: int) -> None:
+            for i in range(share):
+                await broker.apublish(f"t{(k * share + i) % 100}", "m", PAYLOAD, history)
+
+        await broker.apublish("warm", "m", PAYLOAD, history)
+        started = time.perf_counter()
+        await asyncio.gather(*(work(k) for k in range(tasks)))
+        rate = share * tasks / (time.perf_counter() - started)
+        await broker.close()
+        return rate
+
+    return uvloop.run(main())
+
+
+def _listener(n: int) -> float:
+    """CPU seconds of the listening process per message delivered."""
+
+    async def main() -> float:
+        broker = _broker()
+        got = 0
+        done = asyncio.Event()
+
+        def deliver(message: Any) -> None:
+            nonlocal got
+            got += 1
+            if got == n:
+                done.set()
+
+        await broker.start(deliver)
+        await broker.subscribe("listened")
+        code = (
+            "import sys; sys.path[:0] = sys.argv[2:]\n"
+            "from bench.brokers import _broker, _history, PAYLOAD\n"
+            "b, h = _broker(), _history()\n"
+            "[b.publish('listened', 'm', PAYLOAD, h) for _ in range(int(sys.argv[1]))]\n"
+        )
+        before = time.process_time()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, str(n), *sys.path[:1], str(RESULTS.parent.parent)
+        )
+        await asyncio.wait_for(done.wait(), 120)
+        cpu = time.process_time() - before
+        await proc.wait()
+        await broker.close()
+        return cpu / n * 1e6
+
+    return uvloop.run(main())
+
+
+def one_run(n: int) -> dict[str, float]:
+    redis.Redis.from_url(URL).flushdb()
+    return {
+        ROWS[0]: _plain(n, 1),
+        ROWS[1]: _plain(n, 100),
+        ROWS[2]: _threads(n // 4, 1),
+        ROWS[3]: _threads(n, 16),
+        ROWS[4]: _tasks(n // 4, 1),
+        ROWS[5]: _tasks(n, 64),
+        "listener µs CPU per message": _listener(n // 2),
+    }
+
+
+def report(runs: list[dict[str, float]], machine: dict[str, Any]) -> str:
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    best = max(med[ROWS[3]], med[ROWS[5]])
+    ref = med[ROWS[1]]
+    lines = [
+        f"Publishing through Redis from one process: medians of {len(runs)} runs "
+        f"({machine['date']}, git {machine['git']}).",
+        "",
+        "| publisher, one process | publishes/s | vs pipelined PUBLISH |",
+        "|---|---:|---:|",
+    ]
+    lines += [f"| {row} | {med[row]:,.0f} | {med[row] / ref:.2f}x |" for row in ROWS]
+    lines += [
+        "",
+        f"Best concurrent tidings rate: {best / ref:.2f}x pipelined PUBLISH; "
+        f"16 threads: {med[ROWS[3]] / ref:.2f}x.",
+        f"Listener: {med['listener µs CPU per message']:.1f} µs of CPU per message received.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.runner import machine
+
+    p = argparse.ArgumentParser(prog="python -m bench.brokers", description=__doc__)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--messages", type=int, default=20_000)
+    p.add_argument("--stem", default="brokers")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    info = machine(" ".join(["python -m bench.brokers", *(argv or sys.argv[1:])]))
+    runs = []
+    for k in range(args.runs):
+        runs.append(one_run(args.messages))
+        figures = {row: round(value) for row, value in runs[-1].items()}
+        print(f"[run {k + 1}/{args.runs}] " + json.dumps(figures))
+    text = report(runs, info)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = {"machine": info, "runs": runs}
+    (args.out / f"{args.stem}.json").write_text(json.dumps(data, indent=1))
+    (args.out / f"{args.stem}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
