@@ -15,8 +15,8 @@ database 11, flushed first), one row after another within a run, runs interleave
 - ``apublish()`` one after another from one task, and from 64 concurrent tasks.
 
 The listener row: one started broker subscribed to one topic, a second process
-publishing through the broker; the listening process's CPU seconds per message it
-delivered (``time.process_time``, this process only).
+publishing to it through the broker from 4 threads; the listening process's CPU
+seconds per message it delivered (``time.process_time``, this process only).
 """
 
 from __future__ import annotations
@@ -86,9 +86,12 @@ def _threads(n: int, threads: int) -> float:
     broker, history = _broker(), _history()
     share = n // threads
 
+    seen: list[tuple[str, Any]] = []
+
     def work(k: int) -> None:
         for i in range(share):
-            broker.publish(f"t{(k * share + i) % 100}", "m", PAYLOAD, history)
+            topic = f"t{(k * share + i) % 100}"
+            seen.append((topic, broker.publish(topic, "m", PAYLOAD, history)))
 
     def run() -> None:
         pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
@@ -97,7 +100,15 @@ def _threads(n: int, threads: int) -> float:
         for t in pool:
             t.join()
 
-    return _rate(share * threads, run)
+    rate = _rate(share * threads, run)
+    _check(seen, share * threads)
+    return rate
+
+
+def _check(seen: list[tuple[str, Any]], n: int) -> None:
+    """Every publish was answered with a position of its own."""
+    if len(set(seen)) != n or len(seen) != n:
+        raise RuntimeError(f"{n} publishes got {len(set(seen))} distinct positions")
 
 
 def _tasks(n: int, tasks: int) -> float:
@@ -105,15 +116,19 @@ def _tasks(n: int, tasks: int) -> float:
         broker, history = _broker(), _history()
         share = n // tasks
 
+        seen: list[tuple[str, Any]] = []
+
         async def work(k: int) -> None:
             for i in range(share):
-                await broker.apublish(f"t{(k * share + i) % 100}", "m", PAYLOAD, history)
+                topic = f"t{(k * share + i) % 100}"
+                seen.append((topic, await broker.apublish(topic, "m", PAYLOAD, history)))
 
         await broker.apublish("warm", "m", PAYLOAD, history)
         started = time.perf_counter()
         await asyncio.gather(*(work(k) for k in range(tasks)))
         rate = share * tasks / (time.perf_counter() - started)
         await broker.close()
+        _check(seen, share * tasks)
         return rate
 
     return uvloop.run(main())
@@ -136,10 +151,12 @@ def _listener(n: int) -> float:
         await broker.start(deliver)
         await broker.subscribe("listened")
         code = (
-            "import sys; sys.path[:0] = sys.argv[2:]\n"
+            "import sys, threading; sys.path[:0] = sys.argv[2:]\n"
             "from bench.brokers import _broker, _history, PAYLOAD\n"
-            "b, h = _broker(), _history()\n"
-            "[b.publish('listened', 'm', PAYLOAD, h) for _ in range(int(sys.argv[1]))]\n"
+            "b, h, n = _broker(), _history(), int(sys.argv[1]) // 4\n"
+            "def work(): [b.publish('listened', 'm', PAYLOAD, h) for _ in range(n)]\n"
+            "pool = [threading.Thread(target=work) for _ in range(4)]\n"
+            "[t.start() for t in pool]; [t.join() for t in pool]\n"
         )
         before = time.process_time()
         proc = await asyncio.create_subprocess_exec(
@@ -163,7 +180,7 @@ def one_run(n: int) -> dict[str, float]:
         ROWS[3]: _threads(n, 16),
         ROWS[4]: _tasks(n // 4, 1),
         ROWS[5]: _tasks(n, 64),
-        "listener µs CPU per message": _listener(n // 2),
+        "listener µs CPU per message": _listener(n // 2 // 4 * 4),
     }
 
 

@@ -32,6 +32,23 @@ TARGETS = ("tidings", "tidings-sse", "raw")
 SKIPS_TOPICS = {"tidings-sse"}
 
 
+def test_broker_bench_tiny_run(tmp_path: Path) -> None:
+    """``python -m bench.brokers`` (it checks that every publish got its own position)."""
+    from bench.targets import redis_missing
+
+    missing = redis_missing()
+    need(f"redis-server at 127.0.0.1:6379 ({missing})", missing is None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.brokers", "--runs", "1", "--messages", "640",
+         "--out", str(tmp_path), "--stem", "b"],
+        cwd=ROOT_DIR, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = json.loads((tmp_path / "b.json").read_text())["runs"]
+    assert len(runs) == 1 and all(value > 0 for value in runs[0].values()), runs
+    assert "| apublish(), 64 tasks |" in (tmp_path / "b.md").read_text()
+
+
 def test_bench_tiny_run(tmp_path: Path) -> None:
     need("matplotlib (the bench extra)", importlib.util.find_spec("matplotlib") is not None)
     proc = subprocess.run(

@@ -46,7 +46,7 @@ class Pending:
         self.size = size
         self.reply: tuple[int, str] | None = None  # (Redis ms, "<epoch> <offset>" | "late")
         self.error: Exception | None = None
-        self.done: Any = None  # the caller's future (asyncio) or event (threads)
+        self.done: Any = None  # the caller's future (asyncio) or held lock (threads)
 
     def fail(self, error: BaseException) -> None:
         if self.reply is None and self.error is None:
@@ -127,13 +127,15 @@ class SyncBatches:
         self._sending = False
 
     def publish(self, pending: Pending) -> Pending:
-        pending.done = threading.Event()
+        # A held lock is the cheapest one-shot signal: release() wakes the acquire().
+        pending.done = threading.Lock()
+        pending.done.acquire()
         with self._lock:
             self._queue.append(pending)
             send = not self._sending
             self._sending = True
         if not send:
-            pending.done.wait()
+            pending.done.acquire()
             # Woken with no answer: the thread before handed the sending over.
             send = pending.reply is None and pending.error is None
         if send:
@@ -149,9 +151,10 @@ class SyncBatches:
             finally:
                 with self._lock:
                     for p in batch:
-                        p.done.set()
+                        if p is not pending:
+                            p.done.release()
                     if self._queue:  # the next thread sends what queued meanwhile
-                        self._queue[0].done.set()
+                        self._queue[0].done.release()
                     else:
                         self._sending = False
         return pending
