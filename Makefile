@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench bench-scale venv clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.brokers
+
+# make bench-scale [N=5000] [SCALE_ARGS="--workers 3 --loadgens 4"]: 50,000 idle
+# subscribers on 3 workers + Redis, one broadcast, a reconnect storm (docs/performance.md)
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(if $(N),--n $(N),) $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

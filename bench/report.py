@@ -291,12 +291,17 @@ def update_doc(doc_path: Path, tables: str, png: str) -> bool:
 
     So the published page always shows the last full run, untouched by hand.
     """
+    return replace_between(doc_path, BEGIN, END, f"{tables}\n![deliveries/s and p99 vs N]({png})\n")
+
+
+def replace_between(doc_path: Path, begin: str, end: str, body: str) -> bool:
+    """Replace what lies between the markers ``begin`` and ``end`` of ``doc_path`` with
+    ``body``; ``False`` (nothing written) when the file or a marker is missing."""
     if not doc_path.exists():
         return False
     text = doc_path.read_text()
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
         return False
-    body = f"{BEGIN}\n{tables}\n![deliveries/s and p99 vs N]({png})\n\n{END}"
-    doc_path.write_text(text[:start] + body + text[end + len(END) :])
+    doc_path.write_text(text[:start] + f"{begin}\n{body}\n{end}" + text[stop + len(end) :])
     return True

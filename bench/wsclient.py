@@ -68,7 +68,13 @@ class Tally:
 
 
 class WSClient(asyncio.Protocol):
-    """One WebSocket connection: handshake, then frames in, replies to :meth:`request`."""
+    """One WebSocket connection: handshake, then frames in, replies to :meth:`request`.
+
+    A subclass that sets :attr:`track` has :meth:`message` called with every ``message``
+    frame (the scale run reads each one's position); off, a delivery costs no call.
+    """
+
+    track = False
 
     def __init__(self, tally: Tally, host: str, port: int, path: str) -> None:
         self.tally = tally
@@ -112,15 +118,18 @@ class WSClient(asyncio.Protocol):
                 return
             if not data.startswith(b"HTTP/1.1 101"):
                 line = data[: data.find(b"\r\n")].decode("latin-1")
-                self._opened.set_exception(ConnectionError(f"handshake refused: {line}"))
+                if not self._opened.done():
+                    self._opened.set_exception(ConnectionError(f"handshake refused: {line}"))
                 assert self._transport is not None
                 self._transport.close()
                 return
             self._open = True
-            self._opened.set_result(None)
+            if not self._opened.done():  # a caller that gave up waiting cancelled it
+                self._opened.set_result(None)
             data = data[head_end + 4 :]
         tally = self.tally
         record = tally.record
+        track = self.track
         now = time.time_ns()
         n = len(data)
         i = 0
@@ -148,6 +157,8 @@ class WSClient(asyncio.Protocol):
                 if record:
                     j = data.find(STAMP, start, end) + 4
                     tally.latencies.append(now - int(data[j : data.find(b",", j, end)]))
+                if track:
+                    self.message(data, start, end)
             else:
                 self._control(opcode, data[start:end])
             i = end
@@ -161,6 +172,9 @@ class WSClient(asyncio.Protocol):
                 waiter = tally.waiter
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
+
+    def message(self, data: bytes, start: int, end: int) -> None:
+        """``data[start:end]`` is a ``message`` frame's payload (only when :attr:`track`)."""
 
     def _control(self, opcode: int, payload: bytes) -> None:
         if opcode in (1, 2):

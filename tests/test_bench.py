@@ -6,7 +6,8 @@ N=5, one run, into a temporary directory; then the results must be complete: eve
 phase measured (SSE skips many-topics, and says so), every delivery counted. The
 Redis and Channels targets are left out (slow to start, need Redis); they run in the
 full ``make bench``. The SSE subscriber's parser is also checked on its own, on
-chunks and reads cut at arbitrary places.
+chunks and reads cut at arbitrary places. The scale run (``make bench-scale``) runs
+at N=300 on 2 workers and 2 load generators (needs Redis): correctness only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from bench.sseclient import SSEClient
+from bench.targets import redis_missing
 from bench.wire import data_json
 from bench.wsclient import Tally
 
@@ -149,3 +152,34 @@ def test_sse_client_counts_across_any_split() -> None:
         received, latencies = asyncio.run(feed(splits))
         assert received == len(events)
         assert len(latencies) == len(events)
+
+
+@pytest.mark.timeout(180)
+def test_bench_scale_tiny_run(tmp_path: Path) -> None:
+    """``make bench-scale`` at N=300 on 2 workers and 2 load generators: everyone
+    subscribed, everyone got the broadcast, and after every worker was killed everyone
+    came back with ``recovered: true`` holding each message exactly once."""
+    need("Redis at 127.0.0.1:6379", redis_missing() is None)
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "bench.scale", "--n", "300", "--workers", "2",
+            "--loadgens", "2", "--broadcasts", "2", "--timeout", "140", "--out", str(tmp_path),
+        ],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )  # fmt: skip
+    doc = json.loads((tmp_path / "scale-partial.json").read_text())
+    r = doc["result"]
+    assert proc.returncode == 0 and r["error"] is None, proc.stderr[-3000:]
+    assert r["accept"]["connected"] == 300
+    assert [b["delivered"] for b in r["broadcasts"]] == [300, 300]
+    assert all(0 < b["p50_ms"] <= b["p99_ms"] for b in r["broadcasts"])
+    storm = r["storm"]
+    assert storm["ok"]
+    assert storm["cut"] == storm["back"] == storm["at_final"] == 300
+    assert storm["recovered_true"] == storm["cuts"] >= 300 and storm["recovered_false"] == 0
+    assert storm["duplicates"] == storm["gaps"] == storm["epoch_changes"] == 0
+    assert storm["final_offset"] == 2 + storm["messages"]  # the broadcasts, then the storm's
+    assert (tmp_path / "scale-partial.md").read_text().startswith("Run ")
