@@ -64,6 +64,10 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
+    def socket_path(self) -> str:
+        return os.path.join(self.dir, "redis.sock")
+
+    @property
     def log_path(self) -> str:
         return os.path.join(self.dir, "redis.log")
 
@@ -94,6 +98,7 @@ class RedisServer:
                     "redis-server",
                     *listen,
                     "--bind", "127.0.0.1",
+                    "--unixsocket", self.socket_path, "--unixsocketperm", "700",
                     "--dir", self.dir,
                     "--save", "",
                     "--appendonly", "no",

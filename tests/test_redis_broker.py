@@ -115,6 +115,22 @@ async def test_tls_and_a_password():
             await wrong.apublish("tls", "m", "3", KEEP)
 
 
+async def test_a_unix_socket_url(redis):
+    """``unix:///path?db=N``: the path is the socket, the database comes from the query."""
+    url = f"unix://{redis.socket_path}?db=3"
+    b, got = await started(url)
+    try:
+        await b.subscribe("sock")
+        await b.apublish("sock", "m", "1", KEEP)
+        await asyncio.to_thread(b.publish, "sock", "m", "2", KEEP)
+        await got.wait(2)
+        assert got.offsets == [1, 2]
+        assert b.health()["redis"] == f"unix:{redis.socket_path}/3"
+        assert redis.client().keys("tidings:*") == []  # all in database 3, none in 0
+    finally:
+        await b.close()
+
+
 async def test_keys_expire(broker, redis):
     b, _ = broker
     await b.apublish("k", "m", "1", HistoryPolicy(size=10, ttl=30))

@@ -1,7 +1,8 @@
 """Brokers move messages between processes and keep history and presence.
 
 Pick one by URL in ``TIDINGS["BROKER"]``: ``memory://`` (one process, the default), or
-``redis://host:6379/0`` / ``rediss://`` (TLS) for many processes (docs/redis.md).
+``redis://host:6379/0`` / ``rediss://`` (TLS) / ``unix:///path/redis.sock?db=0`` for many
+processes (docs/redis.md).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ BACKENDS = {
     "memory": "tidings.brokers.memory.MemoryBroker",
     "redis": "tidings.brokers.redis.RedisBroker",
     "rediss": "tidings.brokers.redis.RedisBroker",
+    "unix": "tidings.brokers.redis.RedisBroker",
 }
 
 

@@ -61,7 +61,8 @@ class RedisBroker(Broker):
         self.options, self._redis_url = Options.split_url(url)
         opts = self.options
         parts = urlsplit(self._redis_url)
-        self._db = int(dict(parse_qsl(parts.query)).get("db") or parts.path.strip("/") or 0)
+        path_db = "" if parts.scheme == "unix" else parts.path.strip("/")  # unix: the socket
+        self._db = int(dict(parse_qsl(parts.query)).get("db") or path_db or 0)
         self.names = Names(opts.prefix, self._db)
         self._backoff = EqualJitterBackoff(cap=2.0, base=0.05)
         given = dict(parse_qsl(parts.query))
@@ -108,7 +109,9 @@ class RedisBroker(Broker):
 
     def _describe(self) -> str:
         kw = self._sync.connection_pool.connection_kwargs
-        return f"{kw.get('host', kw.get('path', '?'))}:{kw.get('port', '')}/{self._db}"
+        if "path" in kw:
+            return f"unix:{kw['path']}/{self._db}"
+        return f"{kw.get('host', '?')}:{kw.get('port', '')}/{self._db}"
 
     # -- publishing -------------------------------------------------------------------
     def _pending(

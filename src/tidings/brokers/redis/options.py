@@ -48,7 +48,10 @@ class Options:
             except ValueError:
                 problem = f"{name}={value!r} is not a {kind.__name__}"
                 raise ImproperlyConfigured(f"TIDINGS['BROKER'] = {url!r}: {problem}") from None
-        return cls(**ours), urlunsplit(parts._replace(query=urlencode(theirs)))
+        rest = urlunsplit(parts._replace(query=urlencode(theirs)))
+        if not parts.netloc:  # unix:///path/redis.sock: urlunsplit would drop the "//"
+            rest = rest.replace(f"{parts.scheme}:", f"{parts.scheme}://", 1)
+        return cls(**ours), rest
 
 
 class Names:
