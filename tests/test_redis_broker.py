@@ -98,16 +98,21 @@ def test_url_options_are_ours_the_rest_is_redis_pys():
         broker_from_url("redis://127.0.0.1/0?presence_ttl=soon")
 
 
+async def publish_both_ways(b: RedisBroker, got: Got, topic: str) -> None:
+    """apublish, then publish() from a thread: both are delivered, in order."""
+    await b.subscribe(topic)
+    await b.apublish(topic, "m", "1", KEEP)
+    await asyncio.to_thread(b.publish, topic, "m", "2", KEEP)
+    await got.wait(2)
+    assert got.offsets == [1, 2]
+
+
 async def test_tls_and_a_password():
     with redis_server(tls=True, password="s3cret") as r:
         assert r.url.startswith("rediss://:s3cret@")
         b, got = await started(r.url)
         try:
-            await b.subscribe("tls")
-            await b.apublish("tls", "m", "1", KEEP)
-            await asyncio.to_thread(b.publish, "tls", "m", "2", KEEP)
-            await got.wait(2)
-            assert got.offsets == [1, 2]
+            await publish_both_ways(b, got, "tls")
         finally:
             await b.close()
         wrong = broker_from_url(r.url.replace("s3cret", "wrong"))
@@ -120,11 +125,7 @@ async def test_a_unix_socket_url(redis):
     url = f"unix://{redis.socket_path}?db=3"
     b, got = await started(url)
     try:
-        await b.subscribe("sock")
-        await b.apublish("sock", "m", "1", KEEP)
-        await asyncio.to_thread(b.publish, "sock", "m", "2", KEEP)
-        await got.wait(2)
-        assert got.offsets == [1, 2]
+        await publish_both_ways(b, got, "sock")
         assert b.health()["redis"] == f"unix:{redis.socket_path}/3"
         assert redis.client().keys("tidings:*") == []  # all in database 3, none in 0
     finally:
