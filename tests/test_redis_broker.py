@@ -190,6 +190,22 @@ async def test_concurrent_publishes_go_in_few_batches_in_the_order_they_were_mad
     assert calls < 160, f"{calls} script calls for 320 publishes from 16 threads"
 
 
+async def test_history_reads_made_at_once_share_a_script_call(broker, redis):
+    """A reconnect storm's resumes: 100 reads at once, each with its own right answer."""
+    b, _ = broker
+    first = [await b.apublish(f"h{k}", "m", str(k), KEEP) for k in range(100)]
+    await asyncio.gather(*(b.apublish(f"h{k}", "m", "next", KEEP) for k in range(0, 100, 2)))
+    c = redis.client()
+    c.config_resetstat()
+    results = await asyncio.gather(*(b.history(f"h{k}", first[k]) for k in range(100)))
+    assert int(c.info("commandstats")["cmdstat_evalsha"]["calls"]) <= 2
+    for k, result in enumerate(results):
+        assert result.recovered
+        assert [m.data_json for m in result.messages] == (["next"] if k % 2 == 0 else [])
+    gone = await b.history("h1", Position("no-such-epoch", 1))
+    assert not gone.recovered and gone.position == first[1]
+
+
 async def test_a_publish_that_arrives_after_its_deadline_is_refused(broker):
     b, _ = broker
     late, fine = (b._pending(t, "m", "1", KEEP, None) for t in ("late", "fine"))

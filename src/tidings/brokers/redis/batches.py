@@ -44,7 +44,8 @@ class Pending:
         self.keys = keys
         self.args = args
         self.size = size
-        self.reply: tuple[int, str] | None = None  # (Redis ms, "<epoch> <offset>" | "late")
+        # A publish's: (Redis ms, "<epoch> <offset>" | "late"); a history read's: its reply.
+        self.reply: Any = None
         self.error: Exception | None = None
         self.done: Any = None  # the caller's future (asyncio) or held lock (threads)
 
@@ -75,14 +76,15 @@ def settle(batch: list[Pending], reply: str) -> None:
 
 
 class AsyncBatches:
-    """The queue of the running loop's publishes; ``run`` sends one batch and settles it."""
+    """The queue of the running loop's publishes (or history reads, which the broker
+    batches the same way); ``run`` sends one batch and settles it."""
 
     def __init__(self, run: ARun) -> None:
         self._run = run
         self._queue: list[Pending] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def publish(self, pending: Pending) -> Pending:
+    async def submit(self, pending: Pending) -> Pending:
         loop = asyncio.get_running_loop()
         pending.done = loop.create_future()
         self._queue.append(pending)

@@ -93,6 +93,7 @@ class RedisBroker(Broker):
         self._scripts: dict[str, Any] = {}
         self._slots: asyncio.Semaphore | None = None
         self._batches: AsyncBatches | None = None
+        self._reads: AsyncBatches | None = None
         # The listener's and the presence store's tasks, owned by the broker's loop.
         self._tasks: list[asyncio.Task[None]] = []
         self._listener = PubSubListener(
@@ -181,7 +182,7 @@ class RedisBroker(Broker):
     ) -> Position:
         self._aio()
         assert self._batches is not None
-        pending = await self._batches.publish(
+        pending = await self._batches.submit(
             self._pending(topic, event, data_json, history, formats_json)
         )
         return self._published(topic, pending)
@@ -189,6 +190,17 @@ class RedisBroker(Broker):
     async def _send(self, batch: list[Pending]) -> None:
         keys, args = self._batch_args(batch)
         settle(batch, await self._call("publish", keys, args))
+
+    async def _read(self, batch: list[Pending]) -> None:
+        """Read a batch of histories: reads made at the same time (a reconnect storm's
+        resumes) share one script call, as publishes do."""
+        keys: list[str] = []
+        args: list[Any] = [ms(self.options.meta_ttl)]
+        for pending in batch:
+            keys += pending.keys
+            args += pending.args
+        for pending, reply in zip(batch, await self._call("history", keys, args), strict=True):
+            pending.reply = reply
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
         """Run one of the scripts; retry a broken connection until ``publish_timeout``
@@ -245,16 +257,22 @@ class RedisBroker(Broker):
 
     # -- history ------------------------------------------------------------------------
     async def history(self, topic: str, since: Position | None) -> HistoryResult:
-        args = ["", 0] if since is None else [since.epoch, since.offset]
-        try:
-            reply = await self._call(
-                "history",
-                [self.names.key(topic, "meta"), self.names.key(topic, "history")],
-                [*args, ms(self.options.meta_ttl)],
+        self._aio()
+        assert self._reads is not None
+        read = await self._reads.submit(
+            Pending(
+                (self.names.key(topic, "meta"), self.names.key(topic, "history")),
+                ("", 0) if since is None else (since.epoch, since.offset),
+                0,
             )
-        except (redis.RedisError, OSError) as e:
+        )
+        if read.error is not None:
+            if not isinstance(read.error, (redis.RedisError, OSError)):
+                raise read.error
             where = f"Redis at {self._where}"
+            e = read.error
             raise BrokerError(f"Could not read {topic!r}'s history from {where}: {e}") from e
+        reply = read.reply
         position = Position(reply[0], int(reply[1]))
         if since is None:
             return HistoryResult(position, recovered=True)
@@ -294,6 +312,7 @@ class RedisBroker(Broker):
             self._slots = asyncio.Semaphore(self.options.max_connections)
             self._scripts = {name: client.register_script(SOURCES[name]) for name in SOURCES}
             self._batches = AsyncBatches(self._send)
+            self._reads = AsyncBatches(self._read)
         return client
 
     # -- running ------------------------------------------------------------------------
