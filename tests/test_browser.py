@@ -58,6 +58,28 @@ def test_a_rejected_message_shows_the_reason(browser, server, page_errors):
     assert page_errors == []
 
 
+def test_a_refused_subscribe_is_told_on_the_console(browser, server, page_errors):
+    """tidings.js in Chromium: a refusal rejects ``ready``, fires "error", and is
+    warned on the console with its topic, code and message."""
+    a = open_room(browser, server, "browser-refusal", page_errors)
+    warnings: list[str] = []
+    a.on("console", lambda m: m.type == "warning" and warnings.append(m.text))
+    got = a.evaluate(
+        """async () => {
+          const { connect } = await import("/static/tidings/tidings.js");
+          const sub = connect().subscribe("deny.browser", () => {});
+          const events = [];
+          sub.on("error", (error) => events.push(error.code));
+          const error = await sub.ready.catch((e) => e);
+          return [error.code, error.message, events];
+        }"""
+    )
+    assert got == ["forbidden", "You may not subscribe to 'deny.browser'.", ["forbidden"]]
+    expect_text = "tidings: the server refused to subscribe to 'deny.browser' (forbidden): "
+    assert [w for w in warnings if w.startswith(expect_text)], warnings
+    assert page_errors == []
+
+
 def test_headline_page_updates_live_from_the_edit_page(browser, server, page_errors):
     import httpx
 

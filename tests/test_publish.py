@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,6 +18,8 @@ from tests.http_helpers import wait_for
 from tidings.core.messages import Message
 from tidings.server.node import get_node
 from tidings.testing import Client
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def publish_via_view(server, **body) -> dict:
@@ -126,3 +132,46 @@ def test_unserializable_data_is_a_type_error():
 def test_bad_event_is_a_value_error():
     with pytest.raises(ValueError):
         tidings.publish("test.x", 1, event="no spaces")
+
+
+def run_python(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "demo.settings", **env},
+    )
+
+
+UNSERVED = "in a process that serves no connections"
+
+
+def test_a_publish_from_a_shell_on_the_memory_broker_warns_once():
+    """``manage.py shell -c`` publishes to no one on memory://: it says so, once, and how
+    to fix it."""
+    code = "import tidings; tidings.publish('news.a', 1); tidings.publish('news.b', 2)"
+    r = run_python("demo/manage.py", "shell", "-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(UNSERVED) == 1, r.stderr
+    assert "'news.a'" in r.stderr and "redis://" in r.stderr and "docs/redis.md" in r.stderr
+
+
+def test_the_warning_shows_without_any_logging_configured():
+    """A project whose LOGGING says nothing of tidings still sees it (Python's last
+    resort handler prints warnings to stderr)."""
+    code = (
+        "import django; from django.conf import settings; "
+        "settings.configure(INSTALLED_APPS=['tidings']); django.setup(); "
+        "import tidings; tidings.publish('news.a', 1)"
+    )
+    r = run_python("-c", code, DJANGO_SETTINGS_MODULE="")
+    assert r.returncode == 0, r.stderr
+    assert UNSERVED in r.stderr
+
+
+async def test_a_serving_process_does_not_warn(server):
+    await publish_via_view(server, topic="test.served", n=2)
+    assert "Application startup complete" in server.log()
+    assert UNSERVED not in server.log()

@@ -42,6 +42,19 @@ it("publish rejects with the server's error code and message", async (t) => {
   await assert.rejects(rejected, { code: "rejected", message: "too rude" });
 });
 
+it("a refused publish warns on the console; the client's own failures (timeout) do not", async (t) => {
+  const warn = t.mock.method(console, "warn", () => {});
+  const { client, WS } = setup(t, { timeout: 20 });
+  WS.last.serverOpen();
+  const refused = client.publish("news.sport", 1);
+  WS.last.fail(WS.last.frames[0], "forbidden", "You may not publish to 'news.sport'.");
+  await assert.rejects(refused, { code: "forbidden" });
+  await assert.rejects(client.publish("news.sport", 2), { code: "timeout" });
+  assert.deepEqual(warn.mock.calls.map((call) => call.arguments), [
+    ["tidings: the server refused to publish to 'news.sport' (forbidden): You may not publish to 'news.sport'."],
+  ]);
+});
+
 it("a request with no reply rejects with code timeout; a late reply changes nothing", async (t) => {
   const { client, WS } = setup(t, { timeout: 20 });
   WS.last.serverOpen();

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { TidingsError } from "../../src/tidings/static/tidings/tidings.js";
-import { setup, stateOf, until } from "./fake-websocket.mjs";
+import { setup, stateOf, tick, until } from "./fake-websocket.mjs";
 
 // A test that waits for something that never comes fails instead of hanging.
 const it = (name, fn) => test(name, { timeout: 5000 }, fn);
@@ -106,6 +106,36 @@ it("forbidden rejects ready with a TidingsError, fires error, and ends the subsc
   // ...but subscribing again asks the server again.
   client.subscribe("secret", () => {});
   assert.deepEqual(WS.last.framesOf("subscribe").map((f) => f.topic), ["secret"]);
+});
+
+it("a refused subscribe warns on the console with its topic, code and message, once per topic", async (t) => {
+  const warn = t.mock.method(console, "warn", () => {});
+  const { client, WS } = setup(t);
+  WS.last.serverOpen();
+  const errors = [];
+  // Nobody awaits these `ready`s: a refusal must still not be an unhandled rejection.
+  const sub = client.subscribe("news.sport", () => {});
+  client.subscribe("news.sport", () => {}).on("error", (error) => errors.push(error.code));
+  sub.on("error", (error) => errors.push(error.code));
+  WS.last.fail(WS.last.frames[0], "forbidden", "You may not subscribe to 'news.sport'.");
+  await tick();
+  assert.deepEqual(errors, ["forbidden", "forbidden"]);
+  assert.deepEqual(warn.mock.calls.map((call) => call.arguments), [
+    ["tidings: the server refused to subscribe to 'news.sport' (forbidden): You may not subscribe to 'news.sport'."],
+  ]);
+  assert.equal(await stateOf(sub.ready), "rejected");
+});
+
+it("warn: false keeps a refusal off the console; ready and error still tell", async (t) => {
+  const warn = t.mock.method(console, "warn", () => {});
+  const { client, WS } = setup(t, { warn: false });
+  WS.last.serverOpen();
+  const errors = [];
+  const sub = client.subscribe("secret", () => {}).on("error", (error) => errors.push(error.code));
+  WS.last.fail(WS.last.frames[0], "forbidden", "You may not subscribe to 'secret'.");
+  await assert.rejects(sub.ready, { code: "forbidden" });
+  assert.deepEqual(errors, ["forbidden"]);
+  assert.equal(warn.mock.callCount(), 0);
 });
 
 it("a message whose position was seen is dropped; offsets compare as integers; a new epoch resets", async (t) => {

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from django.core import checks
@@ -22,17 +26,49 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     problems = grip_key_problems(settings.grip)
     if problems:
         return problems
-    workers = os.environ.get("WEB_CONCURRENCY", "1")
-    if settings.broker.startswith("memory:") and workers.isdigit() and int(workers) > 1:
+    workers, said = worker_count(sys.argv, os.environ)
+    if settings.broker.startswith("memory:") and workers > 1:
         return [
             checks.Warning(
-                f"The memory broker is used with WEB_CONCURRENCY={workers} workers: each "
+                f"The memory broker is used with {workers} workers ({said}): each "
                 "process only sees its own publishes and history.",
                 hint='Use the Redis broker: TIDINGS = {"BROKER": "redis://..."}.',
                 id="tidings.W001",
             )
         ]
     return []
+
+
+# The servers whose command line may set the number of worker processes, and how.
+WORKER_FLAGS = {"uvicorn": ("--workers",), "gunicorn": ("--workers", "-w")}
+
+
+def worker_count(argv: Sequence[str], environ: Mapping[str, str]) -> tuple[int, str]:
+    """How many worker processes the server running this process has, and what said so.
+
+    ``uvicorn --workers N`` and ``gunicorn -w N`` (their workers see the command line
+    of the server that started them), then ``GUNICORN_CMD_ARGS``, ``UVICORN_WORKERS``
+    and ``WEB_CONCURRENCY`` (both servers' default). 1 when nothing says more.
+    """
+    path = Path(argv[0]) if argv else Path()
+    server = path.parent.name if path.name == "__main__.py" else path.name
+    flags = WORKER_FLAGS.get(server, ())
+    args = list(argv[1:]) if flags else []
+    if server == "gunicorn":
+        args = shlex.split(environ.get("GUNICORN_CMD_ARGS", "")) + args  # the line wins
+    found = None
+    for arg, after in zip(args, [*args[1:], ""], strict=False):
+        for flag in flags:
+            if arg == flag:
+                found = f"{server} {flag} {after}", after
+            elif arg.startswith(flag + "=") or (flag == "-w" == arg[:2] and arg[2:].isdigit()):
+                found = f"{server} {arg}", arg.removeprefix(flag).removeprefix("=")
+    names = ("UVICORN_WORKERS", "WEB_CONCURRENCY") if server == "uvicorn" else ("WEB_CONCURRENCY",)
+    if found is None:
+        found = next(((f"{n}={environ[n]}", environ[n]) for n in names if n in environ), None)
+    if found is None or not found[1].isdigit():
+        return 1, "one process"
+    return int(found[1]), found[0]
 
 
 def grip_key_problems(proxies: Any) -> list[checks.CheckMessage]:

@@ -6,9 +6,10 @@
         ├── Forbidden    no rule lets this user do this on this topic ("forbidden")
         └── Reject       a topic handler refused a publish ("rejected"): ``tidings.Reject``
 
-A ``Refused`` is the client's business (it is answered, not logged); a ``BrokerError``
-is logged as a warning and answered "unavailable"; anything else raised while serving
-a request is a bug: logged with its traceback and answered "internal_error".
+A ``Refused`` is the client's business (it is answered, and noted at INFO on
+``tidings.auth``: docs/guide.md, "Rules"); a ``BrokerError`` is logged as a warning
+and answered "unavailable"; anything else raised while serving a request is a bug:
+logged with its traceback and answered "internal_error".
 """
 
 from __future__ import annotations

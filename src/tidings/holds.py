@@ -103,7 +103,7 @@ async def _join(
     """A subscriber of ``topics`` (after ``since`` on the first), joined, or the error
     (the broker is down). The view that holds the request is the gate: no rule is
     checked."""
-    subscriber = Subscriber(node, user, Mailbox())
+    subscriber = Subscriber(node, user, Mailbox(), transport="hold")
     requests = [Subscribe(None, t, since if i == 0 else None, None) for i, t in enumerate(topics)]
     if await subscriber.run(subscriber.session.join_all(requests)):
         return subscriber

@@ -166,6 +166,51 @@ async def test_authorization_is_checked_again_on_resume(server, kind):
         assert e.value.status == 403  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("kind", ["ws", "sse", "poll"])
+async def test_a_refusal_is_logged_on_tidings_auth(server, kind):
+    """A refused subscribe and publish say, at INFO on ``tidings.auth``, what was
+    refused to whom over what (over SSE and long-poll, publishes are HTTP POSTs)."""
+    from django.contrib.auth.models import User
+
+    from tests.test_websocket import login
+
+    cookies = await asyncio.to_thread(login, server, "fay", "pw-fay-1")
+    pk = (await User.objects.aget(username="fay")).pk
+    at, topic, readonly = (
+        Endpoint(server.url, server.url),
+        f"deny.log-{kind}",
+        f"readonly.log-{kind}",
+    )
+    over, publish_over = OVER[kind]
+    with pytest.raises(RequestFailed) as e:
+        await open_sub(kind, at, topic, cookies=cookies)
+    assert e.value.code == "forbidden"
+    if kind == "ws":
+        async with Client(server.ws_url, origin=server.url) as c:
+            with pytest.raises(RequestFailed):
+                await c.publish(readonly, 1)
+    else:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            r = await http.post("/realtime/publish", json={"topic": readonly, "data": 1})
+            assert r.status_code == 403
+    lines = [
+        f"refused '{topic}' to fay (pk {pk}) over {over}: forbidden (You may not subscribe",
+        f"refused '{readonly}' to anonymous over {publish_over}: forbidden (You may not publish",
+    ]
+
+    async def logged() -> bool:
+        return all(line in server.log() for line in lines)
+
+    await wait_for(logged)
+
+
+OVER = {  # kind -> what subscribes over it, what publishes over it
+    "ws": ("websocket", "websocket"),
+    "sse": ("sse", "publish"),
+    "poll": ("longpoll", "publish"),
+}
+
+
 async def test_a_slow_consumer_is_cut_then_resumes_without_loss():
     with stack("ws", {"QUEUE_SIZE": 20, **BIG_HISTORY}) as (server, _):
         sock = socket.socket()

@@ -10,11 +10,16 @@ order they were last touched (published, read, left by their last subscriber); a
 sweep on the broker's loop frees, from the oldest, each one untouched for
 ``meta_ttl`` seconds (``memory://?meta_ttl=86400``, as the Redis broker's) that has
 no subscriber and no history left. It costs one step per stream freed.
+
+A publish in a process whose broker was never started (by the ASGI app's startup, or a
+first connection) reaches no client: a management command, a shell, a task worker.
+The first one logs a warning on ``tidings.brokers.memory`` that says to use Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
 import time
@@ -26,6 +31,18 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tidings.brokers.base import Broker, Deliver, HistoryResult, PresenceStore
 from tidings.core.messages import EMPTY, HistoryPolicy, Message, Position
+
+logger = logging.getLogger("tidings.brokers.memory")
+_told = threading.Event()  # the warning of a publish that reaches no one was logged
+
+UNSERVED = (
+    "tidings: a publish to %r on the memory broker, in a process that serves no "
+    "connections: no client hears it. memory:// (the default TIDINGS['BROKER']) reaches "
+    "only the connections of its own process; to publish from a management command, a "
+    "shell, a task worker or another server process, use Redis in every process: "
+    "TIDINGS = {'BROKER': 'redis://127.0.0.1:6379/0'} (docs/redis.md, docs/deploy.md). "
+    "Said once per process."
+)
 
 
 def new_epoch() -> str:
@@ -98,9 +115,11 @@ class MemoryBroker(Broker):
         self._deliver: Deliver | None = None
         self._drain_scheduled = False
         self._sweeper: asyncio.TimerHandle | None = None
+        self._served = False  # it was started: this process serves connections
         self.presence = MemoryPresence()
 
     async def start(self, deliver: Deliver) -> None:
+        self._served = True
         self._loop = asyncio.get_running_loop()
         self._deliver = deliver
         if self._sweeper is None:
@@ -179,6 +198,9 @@ class MemoryBroker(Broker):
             stream.trim(now)
             loop = self._loop
             if loop is None:
+                if not self._served and not _told.is_set():
+                    _told.set()
+                    logger.warning(UNSERVED, topic)
                 return position
             on_loop = asyncio._get_running_loop() is loop
             if on_loop and not self._handoff:

@@ -43,7 +43,7 @@ from tidings.transports.http import error_response
 async def read(node: Node, since: dict[str, Position | None], topics: list[str]) -> list[Output]:
     """Where each topic stands and what came after ``since`` there, as the session
     answers it (:class:`Joined`, replayed messages; an :class:`Error` if it failed)."""
-    subscriber = ProxySubscriber(node, None)
+    subscriber = ProxySubscriber(node, None, transport="grip hold")
     requests = [Subscribe(None, t, since.get(t), None) for t in topics]
     await subscriber.run(subscriber.session.join_all(requests))
     return subscriber.take()

@@ -29,9 +29,15 @@ class ProxySubscriber(Subscriber):
     __slots__ = ()
 
     def __init__(
-        self, node: Node, user: Any, *, features: Features = PROXIED, id: str | None = None
+        self,
+        node: Node,
+        user: Any,
+        *,
+        transport: str,
+        features: Features = PROXIED,
+        id: str | None = None,
     ) -> None:
-        super().__init__(node, user, Mailbox(), features=features, id=id)
+        super().__init__(node, user, Mailbox(), transport=transport, features=features, id=id)
         node.clients.discard(self)  # nothing held here for a shutdown to close
 
     async def _listen(self, ask: Listen) -> None:

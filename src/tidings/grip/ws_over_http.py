@@ -95,7 +95,7 @@ async def ws_over_http_view(request: HttpRequest) -> HttpResponseBase:
     before = [t for t in (meta(request, "Topics") or "").split(",") if t]
     connection = "grip-" + (request.headers.get("Connection-Id") or "")[:64]
     user = await request.auser()
-    subscriber = ProxySubscriber(node, user, id=connection)
+    subscriber = ProxySubscriber(node, user, transport="grip websocket", id=connection)
     session = subscriber.session
     session.restore(before)
     for event in received:

@@ -45,6 +45,12 @@ def user_key(user: Any) -> str | None:
     return None if pk is None else str(pk)
 
 
+def who(user: Any) -> str:
+    """``user`` as the logs name them: ``alice (pk 3)``, or ``anonymous``."""
+    key = user_key(user)
+    return "anonymous" if key is None else f"{user} (pk {key})"
+
+
 def encode(key: str, code: int, reason: str, origin: str) -> str:
     """The data of a cut on :data:`TOPIC`; ``origin`` is the node that asked (it has cut
     its own connections already)."""

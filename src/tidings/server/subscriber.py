@@ -14,6 +14,9 @@ publisher or anyone else; the client resumes from its last position. The queue d
 into an :class:`Outlet`: the WebSocket :class:`~tidings.server.writer.Writer`, or the
 :class:`Mailbox` an HTTP request's task waits on. :meth:`Subscriber.close` ends it with
 a code and a reason, which each transport renders its own way.
+
+Every refusal (a rule's ``forbidden``, a handler's ``rejected``...) is answered here,
+whatever the transport, and logged: INFO on ``tidings.auth`` (topic, user, transport, code).
 """
 
 from __future__ import annotations
@@ -57,9 +60,11 @@ from tidings.core.queue import Queue
 from tidings.core.session import Features, Session
 from tidings.encoding import encode_data
 from tidings.exceptions import BrokerError, Refused
+from tidings.server.clients import who
 from tidings.server.node import Node
 
 logger = logging.getLogger("tidings.subscriber")
+auth_logger = logging.getLogger("tidings.auth")
 
 
 class Outlet(Protocol):
@@ -128,6 +133,7 @@ class Subscriber:
         "outlet",
         "queue",
         "session",
+        "transport",
         "user",
     )
 
@@ -137,12 +143,14 @@ class Subscriber:
         user: Any,
         outlet: Outlet,
         *,
+        transport: str,
         features: Features | None = None,
         id: str | None = None,
     ) -> None:
         self.id = id or secrets.token_urlsafe(12)  # also its presence ref, and handlers'
         self.node = node
         self.user = user
+        self.transport = transport  # what carries it ("websocket", "sse"...), for the logs
         self.session = Session(node.limits, features)
         self.queue: Queue[Output | str] = Queue(node.settings.queue_size)
         self.outlet = outlet
@@ -253,6 +261,7 @@ class Subscriber:
         (``rid``: the request's id): a refusal as it is, a broker failure as
         ``unavailable``, anything else as ``internal_error``, logged with its traceback."""
         session = self.session
+        ask: Any = None
         answer: Any = None
         failure: Exception | None = None
         try:
@@ -270,6 +279,9 @@ class Subscriber:
                 except Exception as e:
                     failure = e
         except Refused as e:
+            topic = e.topic or getattr(ask, "topic", None)  # a handler's Reject names none
+            why = (topic, who(self.user), self.transport, e.code, e.message)
+            auth_logger.info("refused %r to %s over %s: %s (%s)", *why)
             self._put(Error(rid, e.code, e.message, e.topic))
         except BrokerError as e:
             logger.warning("%r: broker error: %s", self, e)

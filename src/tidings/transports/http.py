@@ -93,9 +93,10 @@ class StreamRequest:
 
 
 async def stream_request(
-    request: HttpRequest, node: Node, resume: str | None, *, proxied: bool = False
+    request: HttpRequest, node: Node, transport: str, resume: str | None, *, proxied: bool = False
 ) -> StreamRequest | JsonResponse:
-    """Check a GET on the SSE or long-poll endpoint; ``resume`` is its cursor, if any.
+    """Check a GET on the ``transport`` ("sse" or "longpoll") endpoint; ``resume`` is its
+    cursor, if any.
 
     ``proxied``: it came through the GRIP proxy, which then holds it, unless it asks
     for presence (that needs a connection held here).
@@ -113,7 +114,10 @@ async def stream_request(
     presence = any(r.presence is not None for r in requests)
     user = await request.auser()
     by_proxy = proxied and not presence
-    subscriber = ProxySubscriber(node, user) if by_proxy else Subscriber(node, user, Mailbox())
+    if by_proxy:
+        subscriber: Subscriber = ProxySubscriber(node, user, transport=f"grip {transport}")
+    else:
+        subscriber = Subscriber(node, user, Mailbox(), transport=transport)
     for r in requests:
         if not await subscriber.run(subscriber.session.check(r)):
             failed = first_error(subscriber.take())

@@ -48,7 +48,9 @@ from tidings.transports.http import (
 async def poll_view(request: HttpRequest) -> HttpResponseBase:
     node = get_node()
     behind_proxy = bool(node.settings.grip) and proxied(request, node.settings)
-    req = await stream_request(request, node, request.GET.get("since"), proxied=behind_proxy)
+    req = await stream_request(
+        request, node, "longpoll", request.GET.get("since"), proxied=behind_proxy
+    )
     if not isinstance(req, StreamRequest):
         return req
     limit = node.settings.poll_max_timeout
@@ -143,7 +145,9 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
     except UnicodeDecodeError:
         return error("bad_request", "The body must be UTF-8 JSON.")
     user = await request.auser()
-    subscriber = Subscriber(node, user, Mailbox(), id="http-" + secrets.token_urlsafe(9))
+    subscriber = Subscriber(
+        node, user, Mailbox(), transport="publish", id="http-" + secrets.token_urlsafe(9)
+    )
     node.clients.discard(subscriber)  # it holds nothing open
     outcome = subscriber.session.receive_publish(body)
     if isinstance(outcome, Error):

@@ -63,7 +63,7 @@ async def sse_view(request: HttpRequest) -> HttpResponseBase:
     if behind_proxy and request.GET.get("link") is not None:  # Pushpin following a next link
         return await _next_link(request, node)
     resume = request.headers.get("Last-Event-ID") or request.GET.get("since")
-    req = await stream_request(request, node, resume, proxied=behind_proxy)
+    req = await stream_request(request, node, "sse", resume, proxied=behind_proxy)
     if not isinstance(req, StreamRequest):
         return req
     if req.by_proxy:
@@ -208,7 +208,7 @@ async def _refill_lost(node: Node, user: Any, items: list[Output]) -> list[Outpu
     lost = {j.topic for j in opened(items).values() if j.recovered is False}
     if not lost:
         return items
-    again = ProxySubscriber(node, user)
+    again = ProxySubscriber(node, user, transport="grip sse")
     fresh = [Subscribe(None, t, Position(opened(items)[t].position.epoch, 0), None) for t in lost]
     if not await again.run(again.session.join_all(fresh)):
         return [Gap(t, opened(items)[t].start) for t in lost] + items
@@ -230,7 +230,7 @@ async def _next_link(request: HttpRequest, node: Node) -> HttpResponse:
     except ValueError:
         since = {}
     requests = [Subscribe(None, t, since.get(t), None) for t in topics]
-    subscriber = ProxySubscriber(node, await request.auser())
+    subscriber = ProxySubscriber(node, await request.auser(), transport="grip sse")
     user = link.get("u")
     user = user if isinstance(user, str) else None
     return await _held_by_proxy(node, topics, requests, subscriber, user, first=False)

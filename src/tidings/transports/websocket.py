@@ -51,7 +51,7 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     await node.start()
     await send({"type": "websocket.accept"})
     writer = Writer(send, ws_text, frames=True, send_text=send_text_extension(scope))
-    subscriber = Subscriber(node, user, writer)
+    subscriber = Subscriber(node, user, writer, transport="websocket")
     session = subscriber.session
     idle = _IdleTimer(subscriber, node.settings.idle_timeout)
     try:
@@ -202,7 +202,7 @@ async def _serve_hold(
     The view that answered is the gate: no rule is checked here. The socket is
     ``user``'s connection: a logout or :func:`tidings.disconnect` ends it."""
     writer = Writer(send, _hold_text)
-    subscriber = Subscriber(node, user, writer)
+    subscriber = Subscriber(node, user, writer, transport="websocket hold")
     try:
         requests = [Subscribe(None, topic, None, None) for topic in topics]
         await subscriber.run(subscriber.session.join_all(requests))

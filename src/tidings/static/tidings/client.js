@@ -6,7 +6,7 @@
  */
 
 import { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
-import { describe, errorFromReply, TidingsError } from "./errors.js";
+import { describe, errorFromReply, isRefusal, TidingsError } from "./errors.js";
 import { Emitter } from "./emitter.js";
 import { EMPTY, isNewer } from "./positions.js";
 import { metaProblem, presenceMeta, Roster, unsupportedUpdate } from "./presence.js";
@@ -62,6 +62,7 @@ export class Client extends Emitter {
     this._backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this._timeout = options.timeout ?? DEFAULT_TIMEOUT;
     this._pollTimeout = options.pollTimeout ?? DEFAULT_POLL_TIMEOUT;
+    this._warn = options.warn ?? true;
     this._state = "closed";
     this._transport = null;      // the current transport object, null between connections
     this._link = null;           // what the client knows of it: {name, opened}
@@ -232,6 +233,7 @@ export class Client extends Emitter {
         if (queued >= 0) this._unsent.splice(queued, 1);
         this._inflight.delete(request);
         request.cancel?.();
+        if (error && frame.op === "publish" && isRefusal(error)) this._warnRefused("publish to", frame.topic, error);
         if (error) reject(error);
         else resolve(reply);
       };
@@ -276,6 +278,7 @@ export class Client extends Emitter {
     if (!reply.ok) {
       this._topics.delete(entry.topic);
       const error = errorFromReply(reply);
+      this._warnRefused("subscribe to", entry.topic, error);
       this._presenceSettled(entry, undefined, error);
       for (const sub of [...entry.subs]) sub._fail(error);
       return;
@@ -286,6 +289,14 @@ export class Client extends Emitter {
     // reply's position (the head) could drop them if the reply arrives first.
     if (reply.recovered !== true && typeof reply.position === "string") entry.position = reply.position;
     for (const sub of [...entry.subs]) sub._subscribed(reply);
+  }
+
+  /**
+   * The server refused a subscribe or a publish: say so on the console (unless `warn:
+   * false`), as a refusal nobody listens for would otherwise go unseen.
+   */
+  _warnRefused(what, topic, error) {
+    if (this._warn) console.warn(`tidings: the server refused to ${what} '${topic}' (${error.code}): ${error.message}`);
   }
 
   _unsubscribe(sub) {
@@ -505,6 +516,9 @@ export class Client extends Emitter {
  * @property {number} [pollTimeout] s the server may hold a long poll, default 25 (the
  *   server refuses more than its POLL_MAX_TIMEOUT)
  * @property {boolean} [autoconnect] connect at once, default true; else call open()
+ * @property {boolean} [warn] console.warn each subscribe and publish the server refuses
+ *   (topic, code, message), default true; false: only `ready`, the publish's promise and
+ *   the Subscription's "error" event tell
  */
 
 /**

@@ -20,10 +20,20 @@ export class TidingsError extends Error {
   }
 }
 
+/** The errors made of a server's `ok: false` reply, as opposed to the client's own. */
+const REFUSALS = new WeakSet();
+
 /** Turn an `ok: false` reply into a TidingsError. */
 export function errorFromReply(reply) {
-  const error = reply.error || {};
-  return new TidingsError(String(error.code || "unknown"), error.message);
+  const detail = reply.error || {};
+  const error = new TidingsError(String(detail.code || "unknown"), detail.message);
+  REFUSALS.add(error);
+  return error;
+}
+
+/** Whether `error` is the server's answer to a request (errorFromReply made it). */
+export function isRefusal(error) {
+  return REFUSALS.has(error);
 }
 
 /** Report an exception thrown by user code without breaking the loop that called it. */

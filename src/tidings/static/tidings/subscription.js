@@ -31,7 +31,7 @@ export class Subscription extends Emitter {
     this._settled = false;
     /** @type {Promise<object>} Resolves with the subscribe reply; rejects with a TidingsError. */
     this.ready = new Promise((resolve, reject) => { this._resolve = resolve; this._reject = reject; });
-    // A refusal is also reported on "error"; a `ready` nobody awaits must not crash Node.
+    // A refusal is also told on "error" and the console; a `ready` nobody awaits must not crash Node.
     this.ready.catch(() => {});
     /** @type {Presence} Who is on the topic: see Presence. */
     this.presence = new Presence(this);

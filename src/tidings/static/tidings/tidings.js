@@ -15,7 +15,8 @@
  *
  * What the client does for you:
  * - matches replies to requests by `id` and turns `ok: false` into a rejected
- *   promise carrying a TidingsError;
+ *   promise carrying a TidingsError; a subscribe or publish the server refuses is
+ *   also told on the console (console.warn), unless `warn: false`;
  * - queues publishes and pings made while not connected (each one waits at most
  *   `timeout` ms, counted from the call, for its reply);
  * - reconnects with exponential backoff and jitter after any close but 1000 and 1009,
