@@ -14,13 +14,13 @@ DEBUG = os.environ.get("DEMO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 INSTALLED_APPS = [
+    "tidings",  # before staticfiles: its runserver serves the realtime endpoints too
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "tidings",
     "demo.rooms",
     "demo.headlines",
     "demo.dashboard",

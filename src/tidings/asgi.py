@@ -41,12 +41,18 @@ from tidings.types import ASGIApp, Receive, Scope, Send
 logger = logging.getLogger("tidings.asgi")
 
 
-def get_asgi_application() -> ASGIApp:
-    """Set Django up and return the combined application."""
+def get_asgi_application(*, static_files: bool | None = None) -> ASGIApp:
+    """Set Django up and return the combined application.
+
+    ``static_files``: serve ``STATIC_URL`` from the finders, as ``runserver`` does
+    (``None``: when ``DEBUG`` is on and ``django.contrib.staticfiles`` is installed).
+    """
     django.setup(set_prefix=False)
     django_app = Handler()
     http: Any = django_app
-    if settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS:
+    if static_files is None:
+        static_files = settings.DEBUG and "django.contrib.staticfiles" in settings.INSTALLED_APPS
+    if static_files:
         from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
         http = ASGIStaticFilesHandler(django_app)

@@ -39,6 +39,27 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return []
 
 
+@checks.register(checks.Tags.staticfiles)  # not among the checks each worker runs at startup
+def check_runserver(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``manage.py runserver`` is the command of the first installed app that has one:
+    listed after ``django.contrib.staticfiles``, tidings' is never run, and Django's
+    WSGI server answers 404 at every realtime endpoint."""
+    from django.core.management import get_commands
+
+    owner = get_commands().get("runserver", "tidings")
+    if owner == "tidings":
+        return []
+    return [
+        checks.Warning(
+            f"manage.py runserver is {owner}'s, which does not serve tidings' "
+            "WebSocket, SSE and long-poll endpoints (they would answer 404).",
+            hint=f'List "tidings" before "{owner}" in INSTALLED_APPS: tidings\' '
+            "runserver serves Django's views and the realtime endpoints, and reloads.",
+            id="tidings.W002",
+        )
+    ]
+
+
 # The servers whose command line may set the number of worker processes, and how.
 WORKER_FLAGS = {"uvicorn": ("--workers",), "gunicorn": ("--workers", "-w")}
 
