@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
+from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
 from tests.redis_server import free_port
@@ -144,8 +145,17 @@ def subscribe(url: str, topic: str) -> bool:
         with connect(url.replace("http", "ws") + "/realtime/ws", origin=url) as ws:
             ws.send(json.dumps({"id": 1, "op": "subscribe", "topic": topic}))
             return bool(json.loads(ws.recv(timeout=5))["ok"])
-    except OSError:
+    except (OSError, WebSocketException):  # the old process going, the new one coming
         return False
+
+
+def other_transports_answer(url: str) -> None:
+    """SSE and long-poll are served on the same port as the pages."""
+    with httpx.stream("GET", url + "/realtime/sse?topic=news.sport", timeout=5) as sse:
+        assert sse.status_code == 200 and "text/event-stream" in sse.headers["content-type"]
+        assert "tidings.open" in next(sse.iter_text())
+    poll = httpx.get(url + "/realtime/poll?topic=news.sport&timeout=1", timeout=5)
+    assert poll.status_code == 200 and poll.json()["topics"], poll.text
 
 
 def test_the_readme_quickstart_works_as_written(browser: Browser, tmp_path: Path) -> None:
@@ -163,6 +173,7 @@ def test_the_readme_quickstart_works_as_written(browser: Browser, tmp_path: Path
             elif argv[:3] == ["python", "manage.py", "runserver"]:
                 with serving(argv, cwd, tmp_path / "runserver.log") as url:
                     goal_reaches_the_other_window(browser, url)
+                    other_transports_answer(url)
                     # autoreload: a rule added to realtime.py holds without a restart
                     assert not subscribe(url, "weather.today")
                     realtime = cwd / "news" / "realtime.py"
