@@ -2,6 +2,7 @@
 
     TidingsError
     ├── BrokerError      the broker could not do what was asked; clients get "unavailable"
+    ├── ClientError      tidings.client: the server refused a request, or the connection closed
     └── Refused          a client's request is refused: ``code`` and ``message`` go to it
         ├── Forbidden    no rule lets this user do this on this topic ("forbidden")
         └── Reject       a topic handler refused a publish ("rejected"): ``tidings.Reject``
@@ -14,6 +15,8 @@ logged with its traceback and answered "internal_error".
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TidingsError(Exception):
     """The root of every exception tidings raises on purpose."""
@@ -21,6 +24,22 @@ class TidingsError(Exception):
 
 class BrokerError(TidingsError):
     """The broker could not do what was asked (e.g. its server is unreachable)."""
+
+
+class ClientError(TidingsError):
+    """What :mod:`tidings.client` raises: ``code`` is the server's error code
+    (docs/protocol.md) or ``disconnected`` / ``closed``; ``message`` says why."""
+
+    def __init__(self, code: str, message: str, topic: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.topic = topic
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> ClientError:
+        error = reply.get("error") or {}
+        return cls(error.get("code", "error"), error.get("message", ""), error.get("topic"))
 
 
 class Refused(TidingsError):
