@@ -42,7 +42,8 @@ from tidings.grip import holds as proxy
 from tidings.grip.signature import is_ws_over_http, proxied
 from tidings.server.clients import user_key
 from tidings.server.node import Node, get_node
-from tidings.server.subscriber import Mailbox, Subscriber
+from tidings.server.outlets import Mailbox
+from tidings.server.subscriber import Subscriber
 from tidings.transports.http import error_response
 
 logger = logging.getLogger("tidings.holds")

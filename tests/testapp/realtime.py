@@ -80,3 +80,50 @@ class PublicNoteFeed(tidings.ModelFeed):
 
 
 tidings.feed(PublicNoteFeed)
+
+
+# tidings.signals, for tests/test_signals.py: the life of a connection of a user named
+# "signals-...", published on "test.signals.<username>" (a sync receiver, run in a
+# thread, reads the database; a receiver that raises is logged and changes nothing)
+from django.contrib.auth.models import User  # noqa: E402
+from django.dispatch import receiver  # noqa: E402
+
+from tidings import signals  # noqa: E402
+
+
+def _watched(user: Any) -> bool:
+    return bool(user.is_authenticated and user.username.startswith("signals-"))
+
+
+def _tell(name: str):
+    async def told(sender, *, user, connection, transport, **facts):
+        if _watched(user):
+            facts.update(signal=name, transport=transport, connection=connection)
+            await tidings.apublish(f"test.signals.{user.username}", facts)
+
+    return told
+
+
+for _name in ("subscribed", "unsubscribed", "disconnected"):
+    getattr(signals, _name).connect(_tell(_name), weak=False)
+
+
+@receiver(signals.connected)
+def _connected(sender, *, user, connection, transport, **facts):
+    if _watched(user):
+        joined = User.objects.get(pk=user.pk).date_joined.isoformat()  # the ORM, in a thread
+        tidings.publish(
+            f"test.signals.{user.username}",
+            {
+                "signal": "connected",
+                "transport": transport,
+                "connection": connection,
+                "joined": joined,
+            },
+        )
+
+
+@receiver(signals.subscribed)
+async def _broken(sender, *, topic, **facts):
+    if topic.startswith("test.broken-receiver"):
+        raise RuntimeError("a receiver's bug")

@@ -185,8 +185,13 @@ class Client:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        """Close for good: pending requests fail, subscriptions' iterations end."""
+        """Close for good (a normal closure, 1000): pending requests fail, subscriptions'
+        iterations end."""
         self.state = "closed"
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(OSError, WebSocketException, TimeoutError):
+                await asyncio.wait_for(ws.close(), self.timeout)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -301,6 +306,8 @@ class Client:
                 self._ws = None
                 self._open.clear()
                 self._fail_replies(ClientError("disconnected", f"the connection closed ({code})"))
+            if self.state == "closed":  # close() was called
+                return
             if code in NO_RECONNECT:
                 self.state, self.last_close = "closed", (code, reason)
                 for sub in list(self._subs.values()):

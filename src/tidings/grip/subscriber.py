@@ -15,7 +15,8 @@ from tidings.core.asks import Listen, Unlisten
 from tidings.core.protocol import Listening
 from tidings.core.session import Features
 from tidings.server.node import Node
-from tidings.server.subscriber import Mailbox, Subscriber
+from tidings.server.outlets import Mailbox
+from tidings.server.subscriber import Subscriber
 
 # Presence needs a connection held here; model snapshots are not offered through the proxy.
 PROXIED = Features(
@@ -37,8 +38,10 @@ class ProxySubscriber(Subscriber):
         features: Features = PROXIED,
         id: str | None = None,
     ) -> None:
-        super().__init__(node, user, Mailbox(), transport=transport, features=features, id=id)
-        node.clients.discard(self)  # nothing held here for a shutdown to close
+        # nothing held here: for a shutdown to close, or for tidings.signals to tell
+        super().__init__(
+            node, user, Mailbox(), transport=transport, features=features, id=id, held=False
+        )
 
     async def _listen(self, ask: Listen) -> None:
         self._put(Listening(ask.topic, True))

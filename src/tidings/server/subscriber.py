@@ -26,7 +26,7 @@ import json
 import logging
 import secrets
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 from tidings import registry
 from tidings.core.asks import (
@@ -62,64 +62,11 @@ from tidings.encoding import encode_data
 from tidings.exceptions import BrokerError, Refused
 from tidings.server.clients import who
 from tidings.server.node import Node
+from tidings.server.outlets import Mailbox, Outlet
+from tidings.signals import announce, connected, disconnected, subscribed, unsubscribed
 
 logger = logging.getLogger("tidings.subscriber")
 auth_logger = logging.getLogger("tidings.auth")
-
-
-class Outlet(Protocol):
-    """Where a subscriber's queue goes (centrifuge's ``Transport``)."""
-
-    gone: bool  # the client is gone: nothing more can be written
-    frames: bool  # it writes live messages as their WebSocket frame: queue that text
-
-    def attach(self, queue: Queue[Output | str]) -> None: ...
-    def write_now(self, item: Output | str) -> bool:
-        """Write ``item`` at once if that costs nothing now; ``False``: queue it."""
-
-    def wake(self) -> None:
-        """Something was queued."""
-
-    def close(self, code: int, reason: str) -> None:
-        """The subscriber is closing (after what is queued)."""
-
-
-class Mailbox:
-    """The outlet of a subscriber behind an HTTP request: the request's task waits."""
-
-    __slots__ = ("_waiter",)
-    gone = False
-    frames = False
-
-    def __init__(self) -> None:
-        self._waiter: asyncio.Future[None] | None = None
-
-    def attach(self, queue: Queue[Output | str]) -> None:
-        pass
-
-    def write_now(self, item: Output | str) -> bool:
-        return False
-
-    def wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def close(self, code: int, reason: str) -> None:
-        self.wake()
-
-    async def wait(self, timeout: float | None) -> bool:
-        """Until :meth:`wake`; ``False`` after ``timeout`` seconds."""
-        self._waiter = waiter = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except TimeoutError:
-            return False
-        finally:
-            self._waiter = None
-        return True
 
 
 class Subscriber:
@@ -127,6 +74,9 @@ class Subscriber:
         "__weakref__",
         "_entries",
         "_frames",
+        "_held",
+        "_hello",
+        "_leaving",
         "closing",
         "id",
         "node",
@@ -146,7 +96,11 @@ class Subscriber:
         transport: str,
         features: Features | None = None,
         id: str | None = None,
+        held: bool = True,
     ) -> None:
+        """``held``: this process holds the client's connection (``False``: a one-off
+        request, like an HTTP publish, or one the GRIP proxy holds): it is among the
+        node's clients and its life is told by :mod:`tidings.signals`."""
         self.id = id or secrets.token_urlsafe(12)  # also its presence ref, and handlers'
         self.node = node
         self.user = user
@@ -158,7 +112,13 @@ class Subscriber:
         outlet.attach(self.queue)
         self.closing: tuple[int, str] | None = None
         self._entries: dict[str, Entry] | None = None  # its presence entries, by topic
-        node.clients.add(self)
+        self._held = held
+        self._leaving = False
+        self._hello: asyncio.Future[None] | None = None  # the `connected` signal, sending
+        if held:
+            node.clients.add(self)
+            if connected.receivers:
+                self._hello = asyncio.ensure_future(self._tell(connected))
 
     def __repr__(self) -> str:
         return f"<Subscriber {self.id}>"
@@ -293,10 +253,26 @@ class Subscriber:
             steps.close()
         return False
 
-    async def leave(self) -> None:
-        """The client is gone: leave every topic (and its presence)."""
+    async def leave(self, code: int | None = None) -> None:
+        """The connection ended (``code``: the client's close code, if it sent one):
+        leave every topic (and its presence)."""
         self.node.clients.discard(self)
+        self._leaving = True
         await self.run(self.session.leave_all())
+        if self._held:
+            code, reason = self.closing or (code, "client went away")
+            await self._tell(disconnected, code=code, reason=reason)
+
+    async def _tell(self, signal: Any, **facts: Any) -> None:
+        """Send a :mod:`tidings.signals` signal about this connection, after
+        ``connected`` (which may still be sending when the client already asks)."""
+        if not signal.receivers:
+            return
+        hello = self._hello
+        if hello is not None and signal is not connected and not hello.done():
+            await asyncio.shield(hello)
+        facts.update(connection=self.id, user=self.user, transport=self.transport)
+        await announce(signal, type(self), **facts)
 
     async def wait(self, timeout: float | None) -> bool:
         """HTTP: until something is queued or it is closing; ``False`` on timeout."""
@@ -320,9 +296,14 @@ class Subscriber:
 
     async def _listen(self, ask: Listen) -> None:
         await self.node.subscribe(ask.topic, self)
+        if self._held:
+            await self._tell(subscribed, topic=ask.topic)
 
     async def _unlisten(self, ask: Unlisten) -> None:
         await self.node.unsubscribe(ask.topic, self)
+        if self._held:
+            reason = "disconnect" if self._leaving else "unsubscribe"
+            await self._tell(unsubscribed, topic=ask.topic, reason=reason)
 
     async def _history(self, ask: ReadHistory) -> Any:
         result = await self.node.broker.history(ask.topic, ask.since)

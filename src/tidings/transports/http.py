@@ -20,7 +20,8 @@ from tidings.core.streams import parse_stream
 from tidings.grip.subscriber import ProxySubscriber
 from tidings.handshake import origin_allowed
 from tidings.server.node import Node, get_node
-from tidings.server.subscriber import Mailbox, Subscriber
+from tidings.server.outlets import Mailbox
+from tidings.server.subscriber import Subscriber
 
 STATUS = {
     "bad_request": 400,
@@ -122,6 +123,7 @@ async def stream_request(
         if not await subscriber.run(subscriber.session.check(r)):
             failed = first_error(subscriber.take())
             assert failed is not None
+            await subscriber.leave()
             return error_response(failed)
     return StreamRequest([r.topic for r in requests], requests, subscriber, by_proxy)
 

@@ -33,7 +33,8 @@ from tidings.grip.instructions import hold_response, protocol_channel, with_user
 from tidings.grip.signature import proxied
 from tidings.server.clients import user_key
 from tidings.server.node import get_node
-from tidings.server.subscriber import Mailbox, Subscriber
+from tidings.server.outlets import Mailbox
+from tidings.server.subscriber import Subscriber
 from tidings.transports.http import (
     StreamRequest,
     error,
@@ -145,10 +146,8 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
     except UnicodeDecodeError:
         return error("bad_request", "The body must be UTF-8 JSON.")
     user = await request.auser()
-    subscriber = Subscriber(
-        node, user, Mailbox(), transport="publish", id="http-" + secrets.token_urlsafe(9)
-    )
-    node.clients.discard(subscriber)  # it holds nothing open
+    rid = "http-" + secrets.token_urlsafe(9)
+    subscriber = Subscriber(node, user, Mailbox(), transport="publish", id=rid, held=False)
     outcome = subscriber.session.receive_publish(body)
     if isinstance(outcome, Error):
         return error_response(outcome)

@@ -54,11 +54,13 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     subscriber = Subscriber(node, user, writer, transport="websocket")
     session = subscriber.session
     idle = _IdleTimer(subscriber, node.settings.idle_timeout)
+    code = None  # the client's close code
     try:
         while True:
             event = await receive()
             kind = event["type"]
             if kind == "websocket.disconnect":
+                code = event.get("code")
                 break
             if kind != "websocket.receive" or subscriber.closing is not None:
                 continue  # after a close frame, what the client still sends is ignored
@@ -71,7 +73,7 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     finally:
         idle.cancel()
         writer.cancel()
-        await subscriber.leave()
+        await subscriber.leave(code)
 
 
 def send_text_extension(scope: Scope) -> Any:
