@@ -16,10 +16,11 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NamedTuple
+from contextlib import AbstractAsyncContextManager
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 from websockets.typing import Origin
 
@@ -31,6 +32,29 @@ logger = logging.getLogger("tidings.client")
 NO_RECONNECT = {1000, 1009}  # "nothing to do" and "fix the sender" (docs/protocol.md)
 IDLE = 4010  # closed for holding no subscription: reconnect once there is one
 _END: Any = object()  # ends a subscription's iteration
+
+
+class Socket(Protocol):
+    """What the client needs of a WebSocket: ``websockets``' ``ClientConnection`` is one;
+    :func:`tidings.testing.connect`'s in-process socket to the ASGI app is another."""
+
+    @property
+    def close_code(self) -> int | None: ...
+    @property
+    def close_reason(self) -> str | None: ...
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+    async def send(self, message: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+Opener = Callable[[str, str, dict[str, str], float], AbstractAsyncContextManager[Socket]]
+
+
+def open_websocket(
+    url: str, origin: str, headers: dict[str, str], timeout: float
+) -> AbstractAsyncContextManager[Socket]:
+    """The default opener: a real WebSocket, with the ``websockets`` library."""
+    return connect(url, origin=Origin(origin), additional_headers=headers, open_timeout=timeout)
 
 
 class Message(NamedTuple):
@@ -146,8 +170,10 @@ class Client:
         backoff: Backoff | None = None,
         timeout: float = 10.0,
         max_queue: int = 1000,
+        opener: Opener = open_websocket,
     ) -> None:
         self.url = url
+        self.opener = opener
         parts = urlsplit(url)
         # A browser's Origin is its page's: by default, the server's own HTTP address.
         self.origin = origin or f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
@@ -162,7 +188,7 @@ class Client:
         self._subs: dict[str, Subscription] = {}
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
-        self._ws: ClientConnection | None = None
+        self._ws: Socket | None = None
         self._open = asyncio.Event()
         self._wanted = asyncio.Event()  # after 4010: something to subscribe or ask again
         self._task: asyncio.Task[None] | None = None
@@ -265,14 +291,14 @@ class Client:
             raise ClientError.from_reply(answer)
         return answer
 
-    def _send(self, ws: ClientConnection, frame: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+    def _send(self, ws: Socket, frame: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         self._next_id += 1
         frame["id"] = self._next_id
         reply = self._replies[self._next_id] = asyncio.get_running_loop().create_future()
         asyncio.ensure_future(ws.send(json.dumps(frame)))  # noqa: RUF006 (the reply tells)
         return reply
 
-    async def _subscribe(self, ws: ClientConnection, sub: Subscription) -> None:
+    async def _subscribe(self, ws: Socket, sub: Subscription) -> None:
         def answered(reply: asyncio.Future[dict[str, Any]]) -> None:
             if not reply.cancelled() and reply.exception() is None:
                 sub._answered(reply.result())  # else: resubscribed on the next connection
@@ -284,12 +310,7 @@ class Client:
         while True:
             code, reason = None, ""
             try:
-                async with connect(
-                    self.url,
-                    origin=Origin(self.origin),
-                    additional_headers=self.headers,
-                    open_timeout=self.timeout,
-                ) as ws:
+                async with self.opener(self.url, self.origin, self.headers, self.timeout) as ws:
                     self._ws, self.state = ws, "open"
                     self._open.set()
                     for sub in list(self._subs.values()):

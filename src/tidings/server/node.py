@@ -92,6 +92,11 @@ class Node:
             self.services["pg_listener"] = NotifyListener()
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop it serves on, once started."""
+        return self._loop
+
+    @property
     def presence_sync(self) -> float:
         return self.settings.presence_sync
 
@@ -122,6 +127,7 @@ class Node:
             await service.stop()
         if self._loop is not None:
             self._loop = None
+            self._start_lock = None  # it may start again, on another loop (tests do)
             await self.broker.close()
 
     def _deliver(self, message: Message) -> None:
@@ -259,6 +265,25 @@ class Node:
 
 _node: Node | None = None
 _node_lock = threading.Lock()
+_lasting: list[PublishHook] = []  # hooks of every node this process builds
+
+
+def watch_publishes(hook: PublishHook) -> Callable[[], None]:
+    """Call ``hook`` on every publish made through this process's node, and through the
+    nodes built after it (a settings change, a test's reset); return what stops it.
+    :func:`tidings.testing.capture` records publishes with it."""
+    _lasting.append(hook)
+    node = _node
+    if node is not None:
+        node.published.append(hook)
+
+    def stop() -> None:
+        _lasting.remove(hook)
+        node = _node
+        if node is not None and hook in node.published:
+            node.published.remove(hook)
+
+    return stop
 
 
 def get_node() -> Node:
@@ -274,15 +299,21 @@ def _make() -> Node:
     with _node_lock:
         if _node is None:
             _node = Node(get_settings())
+            _node.published.extend(_lasting)
         return _node
 
 
 def _settings_changed(*, setting: str, **kwargs: Any) -> None:
     """``TIDINGS`` changed (tests' ``override_settings``): the next :func:`get_node` builds
     a node of the new settings; the old one is stopped on its loop, if it was started."""
+    if setting == "TIDINGS":
+        reset_node()
+
+
+def reset_node() -> None:
+    """Forget this process's node: the next :func:`get_node` builds one of the settings of
+    the moment. The old one is stopped on its loop, if it was started there."""
     global _node
-    if setting != "TIDINGS":
-        return
     with _node_lock:
         old, _node = _node, None
     loop = old._loop if old is not None else None
