@@ -51,7 +51,8 @@ def run(*args: str | Path, cwd: Path = ROOT, timeout: float = 120) -> str:
     r = subprocess.run(
         [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
-    assert r.returncode == 0, f"{args}\n{r.stdout}\n{r.stderr}"
+    command = " ".join(str(a) if len(str(a)) < 200 else "<...>" for a in args)
+    assert r.returncode == 0, f"{command}\n{r.stdout}\n{r.stderr}"
     return r.stdout
 
 
@@ -133,6 +134,13 @@ def test_the_sdist_builds_the_same_package(sdist: Path) -> None:
     missing = {f for f in package_files() if f"{top}/src/tidings/{f}" not in names}
     assert not missing
     assert f"{top}/tests/test_packaging.py" in names
+
+
+def test_a_checkout_that_is_not_installed_has_its_pyprojects_version(tmp_path: Path) -> None:
+    """No site-packages at all (``-S``): no distribution metadata to read."""
+    code = f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); import tidings; "
+    code += "print(tidings.__version__)"
+    assert run(sys.executable, "-I", "-S", "-c", code, cwd=tmp_path).strip() == VERSION
 
 
 CHECK = textwrap.dedent(
