@@ -3,8 +3,8 @@
 
 - Pages made from files outside docs/, so each has one source: the tutorial is the
   README's quickstart (the one tests/test_quickstart.py runs), the changelog is
-  CHANGELOG.md, and the benchmark results that docs/performance.md links to are
-  copied in, where its ``../bench/results/`` links find them.
+  CHANGELOG.md, and the benchmark results that docs/*.md link to (``../bench/results/``)
+  are copied in, where those links find them.
 - :class:`SphinxRoles`: the docstrings' Sphinx roles (``:func:`publish```) become links
   to the reference when the object is in it, code otherwise.
 """
@@ -25,6 +25,7 @@ from mkdocs.structure.pages import Page
 ROOT = Path(__file__).resolve().parent.parent
 README_SECTION = "## Quickstart"
 BENCH = "bench/results/"  # as the site sees it; ../bench/results/ in the repository
+BENCH_LINK = r"\]\(\.\./(" + BENCH + r"[^)#\s]+)"
 
 
 def _quickstart() -> str:
@@ -40,18 +41,15 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     files.append(File.generated(config, "tutorial/quickstart.md", content=_quickstart()))
     changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
     files.append(File.generated(config, "changelog.md", content=changelog))
-    linked = set(re.findall(r"\]\(\.\./(bench/results/[^)#\s]+)", _performance()))
+    pages = (p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md"))
+    linked = {path for text in pages for path in re.findall(BENCH_LINK, text)}
     for path in sorted(linked):
         files.append(File.generated(config, path, abs_src_path=str(ROOT / path)))
     return files
 
 
-def _performance() -> str:
-    return (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
-
-
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
-    if page.file.src_uri == "performance.md":
+    if "/" not in page.file.src_uri:  # a page of docs/ itself, where ../ is the repository
         return markdown.replace("](../" + BENCH, "](" + BENCH)
     return markdown
 
