@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint bench bench-scale venv clean
+.PHONY: demo test lint docs bench bench-scale venv clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests demo bench
 	$(BIN)/mypy
 
+# the documentation (mkdocs.yml) into site/, every warning an error
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.brokers
@@ -43,4 +47,4 @@ bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale $(if $(N),--n $(N),) $(SCALE_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

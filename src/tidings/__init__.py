@@ -10,7 +10,8 @@
     def on_message(msg: tidings.ClientMessage): ...
 
 Names are imported lazily, so ``INSTALLED_APPS = [..., "tidings"]`` imports nothing
-that needs settings before Django is set up.
+that needs settings before Django is set up. ``tidings.__version__`` is the installed
+distribution's version (pyproject.toml's ``version``, read once, on first use).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    __version__: str
     from tidings.api import adisconnect, aposition, apublish, disconnect, publish
     from tidings.core.messages import Message, Position
     from tidings.exceptions import Reject
@@ -69,7 +71,32 @@ _WHERE = {
 }
 
 
+def _version() -> str:
+    """The installed distribution's version; in a checkout that is not installed, its
+    pyproject.toml's; ``0+unknown`` when neither says."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tidings")
+    except PackageNotFoundError:
+        pass
+    import tomllib
+    from pathlib import Path
+
+    try:
+        with (Path(__file__).resolve().parents[2] / "pyproject.toml").open("rb") as f:
+            project = tomllib.load(f)["project"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0+unknown"
+    if project.get("name") != "tidings" or "version" not in project:
+        return "0+unknown"
+    return str(project["version"])
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()["__version__"] = found = _version()
+        return found
     try:
         module = _WHERE[name]
     except KeyError:

@@ -48,7 +48,7 @@ def publish(
     held by views (:mod:`tidings.holds`) get for this item; see :mod:`tidings.formats`.
 
     Raises :class:`ValueError` for an invalid topic or event, :class:`TypeError` for
-    data JSON cannot encode, and :class:`~tidings.brokers.base.BrokerError` when the
+    data JSON cannot encode, and :class:`~tidings.exceptions.BrokerError` when the
     broker cannot take the message. From async code, use :func:`apublish`.
     """
     try:

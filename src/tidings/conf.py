@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "IDLE_TIMEOUT": 60.0,
     "MAX_CONNECTIONS_PER_IP": 100,
 }
+"""Every key of ``TIDINGS`` and its default; ``GRIP`` has none (unset: no Pushpin).
+What each key does: docs/settings.md."""
 
 
 CheckFn: TypeAlias = Callable[[Any, str], "bool | Awaitable[bool]"]
@@ -115,6 +117,11 @@ class GripProxy:
 
 @dataclass(frozen=True)
 class Settings:
+    """``TIDINGS`` as read and checked, over :data:`DEFAULTS`: one field per key, in
+    lower case, but ``RATE_LIMIT`` is ``rate`` and ``burst``, ``HISTORY_SIZE`` and
+    ``HISTORY_TTL`` are ``history``, and ``HISTORY`` is ``history_overrides``.
+    :func:`get_settings` returns the one in force."""
+
     broker: str
     path: str
     allowed_origins: tuple[str, ...]
@@ -225,6 +232,8 @@ def load() -> Settings:
 
 @functools.cache
 def get_settings() -> Settings:
+    """The :class:`Settings` in force: read once, and again whenever ``TIDINGS``
+    changes (``override_settings`` in tests); ``ImproperlyConfigured`` if invalid."""
     return load()
 
 
