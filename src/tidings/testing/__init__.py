@@ -10,7 +10,7 @@ For your app's tests, in this process, with the test's database::
 
 :mod:`~tidings.testing.inprocess` has :func:`connect`, :func:`stream` (SSE) and
 :func:`poll` (long-poll), which drive this process's ASGI application without a
-server; :mod:`~tidings.testing.capture` records publishes. The pytest plugin
+server; :mod:`~tidings.testing.recorder` records publishes. The pytest plugin
 (:mod:`~tidings.testing.pytest_plugin`, loaded by itself when tidings is installed)
 has them as fixtures.
 
@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import sys
 
-from tidings.testing.capture import Published, Publishes, capture
 from tidings.testing.clients import Client, RequestFailed
 from tidings.testing.inprocess import Events, connect, poll, stream
+from tidings.testing.recorder import Published, Publishes, capture
 from tidings.testing.server import LiveServer, live_server
 
 if "pytest" in sys.modules:  # the kit's asserts explain themselves when they fail

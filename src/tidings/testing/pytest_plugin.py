@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from tidings.testing.capture import Publishes
+    from tidings.testing.recorder import Publishes
 
 
 @pytest.fixture
 def tidings_published() -> Iterator[Publishes]:
     """What this process publishes while the test runs (``mail.outbox`` for tidings)."""
-    from tidings.testing.capture import capture
+    from tidings.testing.recorder import capture
 
     with capture() as published:
         yield published
