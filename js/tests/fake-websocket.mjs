@@ -13,8 +13,9 @@ export function fakeWebSocket() {
       return FakeWebSocket.instances.at(-1);
     }
 
-    constructor(url) {
+    constructor(url, protocols) {
       this.url = url;
+      this.protocols = protocols; // the subprotocols offered (a token travels as one)
       this.readyState = 0; // CONNECTING
       this.sent = []; // raw text frames the client sent
       this.closedByClient = null; // {code, reason} if the client called close()

@@ -5,6 +5,7 @@
     await tidings.apublish("rooms.lobby", {"text": "hi"})    # from async code
     tidings.allow("rooms.*", subscribe=True, publish="authenticated")
     tidings.disconnect(user, reason="banned")                 # end a user's connections
+    tidings.token(user, ttl=600)                              # for another origin, an app
 
     @tidings.handler("rooms.*")
     def on_message(msg: tidings.ClientMessage): ...
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from tidings.feeds import ModelFeed, feed
     from tidings.holds import hold_longpoll, hold_stream, hold_websocket, is_websocket
     from tidings.registry import ClientMessage, allow, handler, track
+    from tidings.tokens import token
 
 __all__ = [
     "ClientMessage",
@@ -46,6 +48,7 @@ __all__ = [
     "hold_websocket",
     "is_websocket",
     "publish",
+    "token",
     "track",
 ]
 
@@ -68,6 +71,7 @@ _WHERE = {
     "track": "tidings.registry",
     "ModelFeed": "tidings.feeds",
     "feed": "tidings.feeds",
+    "token": "tidings.tokens",
 }
 
 

@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "HEADER_TIMEOUT": 10.0,
     "IDLE_TIMEOUT": 60.0,
     "MAX_CONNECTIONS_PER_IP": 100,
+    "MAX_CONNECTIONS_PER_USER": 100,
+    "TOKEN_TTL": 3600.0,
 }
 """Every key of ``TIDINGS`` and its default; ``GRIP`` has none (unset: no Pushpin).
 What each key does: docs/settings.md."""
@@ -146,6 +148,8 @@ class Settings:
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
     max_connections_per_ip: int = 100
+    max_connections_per_user: int = 100
+    token_ttl: float = 3600.0
 
     @property
     def ws_path(self) -> str:
@@ -227,6 +231,8 @@ def load() -> Settings:
         header_timeout=float(raw["HEADER_TIMEOUT"]),
         idle_timeout=float(raw["IDLE_TIMEOUT"]),
         max_connections_per_ip=int(raw["MAX_CONNECTIONS_PER_IP"]),
+        max_connections_per_user=int(raw["MAX_CONNECTIONS_PER_USER"]),
+        token_ttl=float(raw["TOKEN_TTL"]),
     )
 
 

@@ -2,8 +2,9 @@
 
 This is authentication (who); what they may do is authorization (:mod:`tidings.registry`).
 
-The user comes from Django's session cookie, exactly as ``AuthenticationMiddleware``
-would resolve it, so ``request.user`` in a view and the user a rule sees are the same.
+The user comes from a token (:mod:`tidings.tokens`) when the client sends one, else from
+Django's session cookie, exactly as ``AuthenticationMiddleware`` would resolve it, so
+``request.user`` in a view and the user a rule sees are the same.
 The ``Origin`` check stops cross-site WebSocket hijacking: a page on another site
 cannot open a socket that rides on the visitor's cookies. The ``Host`` check stops DNS
 rebinding: a page on ``evil.example`` whose name is made to point at this server is
@@ -29,6 +30,8 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 from django.http.request import split_domain_port, validate_host
+
+from tidings.tokens import Grant, bearer, from_subprotocols, verify
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -114,3 +117,22 @@ async def user_from_headers(headers: Headers) -> Any:
     engine = import_module(settings.SESSION_ENGINE)
     request = SimpleNamespace(session=engine.SessionStore(morsel.value))
     return await aget_user(request)  # type: ignore[arg-type]
+
+
+async def websocket_caller(scope: Any) -> tuple[Any, Grant | None]:
+    """Who opens this WebSocket: the user of the token among its subprotocols
+    (:mod:`tidings.tokens`), else of its session cookie. :class:`InvalidToken` for a
+    token that does not pass."""
+    value = from_subprotocols(list(scope.get("subprotocols") or []))
+    if value is not None:
+        return await verify(value)
+    return await user_from_headers(scope.get("headers", [])), None
+
+
+async def request_caller(request: HttpRequest) -> tuple[Any, Grant | None]:
+    """Who makes this HTTP request: the user of its ``Authorization: Bearer`` or
+    ``?token=`` token, else of its session cookie (``request.auser()``)."""
+    value = bearer(request.headers.get("Authorization")) or request.GET.get("token")
+    if value:
+        return await verify(value)
+    return await request.auser(), None

@@ -5,15 +5,15 @@ from django.urls import path
 
 from tidings.grip.holds import stream_next_view
 from tidings.grip.ws_over_http import ws_over_http_view
-from tidings.transports.http import health_view
+from tidings.transports.http import cors, health_view
 from tidings.transports.longpoll import poll_view, publish_view
 from tidings.transports.sse import sse_view
 
 app_name = "tidings"
 urlpatterns = [
-    path("sse", sse_view, name="sse"),
-    path("poll", poll_view, name="poll"),
-    path("publish", publish_view, name="publish"),
+    path("sse", cors(sse_view), name="sse"),
+    path("poll", cors(poll_view), name="poll"),
+    path("publish", cors(publish_view), name="publish"),
     path("health", health_view, name="health"),
     # behind Pushpin (TIDINGS["GRIP"]): WebSocket-over-HTTP, and held streams' next links
     path("ws", ws_over_http_view, name="ws-over-http"),

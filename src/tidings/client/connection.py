@@ -16,14 +16,12 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
-from websockets.typing import Origin
 
+from tidings.client.sockets import Opener, Socket, TokenSource, open_websocket
 from tidings.client.state import Backoff, Roster, is_newer
 from tidings.exceptions import ClientError
 
@@ -32,29 +30,6 @@ logger = logging.getLogger("tidings.client")
 NO_RECONNECT = {1000, 1009}  # "nothing to do" and "fix the sender" (docs/protocol.md)
 IDLE = 4010  # closed for holding no subscription: reconnect once there is one
 _END: Any = object()  # ends a subscription's iteration
-
-
-class Socket(Protocol):
-    """What the client needs of a WebSocket: ``websockets``' ``ClientConnection`` is one;
-    :func:`tidings.testing.connect`'s in-process socket to the ASGI app is another."""
-
-    @property
-    def close_code(self) -> int | None: ...
-    @property
-    def close_reason(self) -> str | None: ...
-    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
-    async def send(self, message: str) -> None: ...
-    async def close(self) -> None: ...
-
-
-Opener = Callable[[str, str, dict[str, str], float], AbstractAsyncContextManager[Socket]]
-
-
-def open_websocket(
-    url: str, origin: str, headers: dict[str, str], timeout: float
-) -> AbstractAsyncContextManager[Socket]:
-    """The default opener: a real WebSocket, with the ``websockets`` library."""
-    return connect(url, origin=Origin(origin), additional_headers=headers, open_timeout=timeout)
 
 
 class Message(NamedTuple):
@@ -171,9 +146,11 @@ class Client:
         timeout: float = 10.0,
         max_queue: int = 1000,
         opener: Opener = open_websocket,
+        token: str | TokenSource | None = None,
     ) -> None:
         self.url = url
         self.opener = opener
+        self.token = token  # a tidings.token(), or what gives a fresh one before each connect
         parts = urlsplit(url)
         # A browser's Origin is its page's: by default, the server's own HTTP address.
         self.origin = origin or f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
@@ -310,7 +287,10 @@ class Client:
         while True:
             code, reason = None, ""
             try:
-                async with self.opener(self.url, self.origin, self.headers, self.timeout) as ws:
+                protocols = await self._subprotocols()
+                async with self.opener(
+                    self.url, self.origin, self.headers, protocols, self.timeout
+                ) as ws:
                     self._ws, self.state = ws, "open"
                     self._open.set()
                     for sub in list(self._subs.values()):
@@ -346,6 +326,16 @@ class Client:
                 await self._wanted.wait()
             await asyncio.sleep(delay)
             attempt += 1
+
+    async def _subprotocols(self) -> list[str]:
+        """The token, if any, travels as a subprotocol beside ``tidings`` (docs/client.md)."""
+        token = self.token
+        if token is None:
+            return []
+        if callable(token):
+            given = token()
+            token = given if isinstance(given, str) else await given
+        return ["tidings", "tidings.token." + token]
 
     def _fail_replies(self, error: ClientError) -> None:
         replies, self._replies = self._replies, {}

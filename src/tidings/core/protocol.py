@@ -35,6 +35,7 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_FLOOD = 4008
 CLOSE_SLOW_CONSUMER = 4009
+CLOSE_TOO_MANY = 4029  # the user holds MAX_CONNECTIONS_PER_USER connections already
 CLOSE_LOGGED_OUT = 4401  # the user's login ended: logout, password change, deactivation
 
 OPS = ("subscribe", "unsubscribe", "publish", "presence", "ping")

@@ -83,6 +83,12 @@ class Clients:
             if not mine:
                 del self._by_user[key]  # type: ignore[arg-type]
 
+    def count(self, user: Any) -> int:
+        """How many connections ``user`` holds here (0 for an anonymous user)."""
+        key = user_key(user)
+        mine = self._by_user.get(key) if key is not None else None
+        return 0 if mine is None else len(mine)
+
     def __iter__(self) -> Iterator[Closable]:
         return iter(list(self._all))
 

@@ -22,17 +22,14 @@ whatever the transport, and logged: INFO on ``tidings.auth`` (topic, user, trans
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
-from collections.abc import Coroutine
+import time
 from typing import Any
 
-from tidings import registry
 from tidings.core.asks import (
     Authorize,
     Describe,
-    Facts,
     Listen,
     PublishData,
     QueryPresence,
@@ -48,7 +45,9 @@ from tidings.core.asks import (
 from tidings.core.messages import Message
 from tidings.core.presence import Entry
 from tidings.core.protocol import (
+    CLOSE_LOGGED_OUT,
     CLOSE_SLOW_CONSUMER,
+    CLOSE_TOO_MANY,
     Close,
     Error,
     Outcome,
@@ -63,17 +62,21 @@ from tidings.exceptions import BrokerError, Refused
 from tidings.server.clients import who
 from tidings.server.node import Node
 from tidings.server.outlets import Mailbox, Outlet
+from tidings.server.performer import Performer
 from tidings.signals import announce, connected, disconnected, subscribed, unsubscribed
+from tidings.tokens import Grant
 
 logger = logging.getLogger("tidings.subscriber")
 auth_logger = logging.getLogger("tidings.auth")
 
 
-class Subscriber:
+class Subscriber(Performer):
     __slots__ = (
         "__weakref__",
         "_entries",
+        "_expiry",
         "_frames",
+        "_grant",
         "_held",
         "_hello",
         "_leaving",
@@ -97,10 +100,14 @@ class Subscriber:
         features: Features | None = None,
         id: str | None = None,
         held: bool = True,
+        grant: Grant | None = None,
     ) -> None:
         """``held``: this process holds the client's connection (``False``: a one-off
         request, like an HTTP publish, or one the GRIP proxy holds): it is among the
-        node's clients and its life is told by :mod:`tidings.signals`."""
+        node's clients, counts for ``MAX_CONNECTIONS_PER_USER``, and its life is told
+        by :mod:`tidings.signals`. ``grant``: the client came with a token
+        (:mod:`tidings.tokens`): it is closed when the token expires, and subscribes to
+        the topics it grants with no rule checked."""
         self.id = id or secrets.token_urlsafe(12)  # also its presence ref, and handlers'
         self.node = node
         self.user = user
@@ -115,10 +122,22 @@ class Subscriber:
         self._held = held
         self._leaving = False
         self._hello: asyncio.Future[None] | None = None  # the `connected` signal, sending
+        self._grant = grant
+        self._expiry: asyncio.TimerHandle | None = None
         if held:
+            limit = node.settings.max_connections_per_user
+            if limit and node.clients.count(user) >= limit:
+                self._held = False  # refused: it never counts, nothing is told
+                self.close(CLOSE_TOO_MANY, f"more than {limit} connections of this user")
+                return
             node.clients.add(self)
             if connected.receivers:
                 self._hello = asyncio.ensure_future(self._tell(connected))
+        if grant is not None:
+            delay = max(0.0, grant.expires - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay, self.close, CLOSE_LOGGED_OUT, "token expired"
+            )
 
     def __repr__(self) -> str:
         return f"<Subscriber {self.id}>"
@@ -258,6 +277,8 @@ class Subscriber:
         leave every topic (and its presence)."""
         self.node.clients.discard(self)
         self._leaving = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         await self.run(self.session.leave_all())
         if self._held:
             code, reason = self.closing or (code, "client went away")
@@ -285,15 +306,8 @@ class Subscriber:
         """HTTP: everything queued, oldest first (outputs: a mailbox queues no frames)."""
         return self.queue.pop_all()  # type: ignore[return-value]
 
-    # -- what the session asks (each ask's method is named in _PERFORM) ------------------
-    def _authorize(self, ask: Authorize) -> Coroutine[Any, Any, bool]:
-        info = registry.lookup(ask.topic, self.node.settings)
-        return registry.may(self.user, ask.action, info, ask.topic)  # type: ignore[arg-type]
-
-    async def _describe(self, ask: Describe) -> Facts:
-        info = self.node.lookup(ask.topic)
-        return Facts(presence=info.tracked is not None, feed=info.feed is not None)
-
+    # -- what the session asks (each ask's method is named in _PERFORM; the others are
+    # the Performer's) ------------------------------------------------------------
     async def _listen(self, ask: Listen) -> None:
         await self.node.subscribe(ask.topic, self)
         if self._held:
@@ -304,18 +318,6 @@ class Subscriber:
         if self._held:
             reason = "disconnect" if self._leaving else "unsubscribe"
             await self._tell(unsubscribed, topic=ask.topic, reason=reason)
-
-    async def _history(self, ask: ReadHistory) -> Any:
-        result = await self.node.broker.history(ask.topic, ask.since)
-        for message in result.messages:
-            self.node.tag(message)
-        return result
-
-    async def _snapshot(self, ask: ReadSnapshot) -> Any:
-        feed = self.node.lookup(ask.topic).feed
-        assert feed is not None
-        rows = await feed.asnapshot(self.user, ask.topic)
-        return json.loads(encode_data(rows))  # plain JSON values from here on
 
     async def _watch(self, ask: Watch) -> str:
         return await self.node.tracker.watch(ask.topic, self)
@@ -344,19 +346,6 @@ class Subscriber:
     async def _untrack(self, ask: Untrack) -> None:
         if self._entries is not None and self._entries.pop(ask.topic, None) is not None:
             await self.node.tracker.leave(ask.topic, self.id)
-
-    async def _query_presence(self, ask: QueryPresence) -> dict[str, Any]:
-        return await self.node.tracker.query(ask.topic)
-
-    async def _publish(self, ask: PublishData) -> Any:
-        topic, data = ask.topic, ask.data
-        handler = registry.lookup(topic, self.node.settings).handler
-        if handler is not None:
-            message = registry.ClientMessage(self.user, topic, ask.event, data, self.id)
-            data = await registry.run_handler(handler, message)
-            if data is None:
-                return None  # the handler chose to broadcast nothing
-        return await self.node.apublish(topic, ask.event, encode_data(data))
 
 
 _PERFORM: dict[type, str] = {  # what the session asks -> the method that does it

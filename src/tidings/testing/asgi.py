@@ -95,8 +95,17 @@ class AppSocket:
     """A WebSocket to an ASGI application in this process, shaped as the ``websockets``
     connection :class:`tidings.client.Client` uses (send, iterate, close)."""
 
-    def __init__(self, app: ASGIApp, url: str, headers: dict[str, str], timeout: float) -> None:
-        self._app = _App(app, scope_of("websocket", url, headers))
+    def __init__(
+        self,
+        app: ASGIApp,
+        url: str,
+        headers: dict[str, str],
+        subprotocols: list[str],
+        timeout: float,
+    ) -> None:
+        scope = scope_of("websocket", url, headers)
+        scope["subprotocols"] = subprotocols
+        self._app = _App(app, scope)
         self._timeout = timeout
         self.close_code: int | None = None
         self.close_reason: str | None = None

@@ -112,8 +112,10 @@ async def connect(
     as ``user`` (``None``: anonymous). ``options`` go to the client."""
     target = app or application()
 
-    def opener(url: str, origin: str, headers: dict[str, str], timeout: float) -> AppSocket:
-        return AppSocket(target, url, {**headers, "Origin": origin}, timeout)
+    def opener(
+        url: str, origin: str, headers: dict[str, str], protocols: list[str], timeout: float
+    ) -> AppSocket:
+        return AppSocket(target, url, {**headers, "Origin": origin}, protocols, timeout)
 
     cookies = await cookies_for(user)
     async with serving():

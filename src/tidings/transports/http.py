@@ -10,18 +10,22 @@ on a WebSocket. Its *cursor* (:func:`tidings.core.streams.parse_cursor`) is SSE'
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.utils.cache import patch_vary_headers
 
 from tidings.core.protocol import Error, Joined, Output, Subscribe
 from tidings.core.streams import parse_stream
 from tidings.grip.subscriber import ProxySubscriber
-from tidings.handshake import origin_allowed
+from tidings.handshake import origin_allowed, request_caller
 from tidings.server.node import Node, get_node
 from tidings.server.outlets import Mailbox
 from tidings.server.subscriber import Subscriber
+from tidings.tokens import InvalidToken
 
 STATUS = {
     "bad_request": 400,
@@ -29,15 +33,18 @@ STATUS = {
     "rejected": 400,
     "not_subscribed": 400,
     "too_many_subscriptions": 400,
+    "unauthorized": 401,
     "forbidden": 403,
     "not_allowed": 405,
     "too_large": 413,
     "rate_limited": 429,
+    "too_many_connections": 429,
     "internal_error": 500,
     "unavailable": 503,
 }
 
 
+View = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponseBase]]
 RETRY_AFTER = "5"  # seconds: how soon to try again when the broker is unavailable
 
 
@@ -78,6 +85,41 @@ def origin_refused(request: HttpRequest, node: Node) -> JsonResponse | None:
     return error("forbidden", "Requests from this origin are not allowed.")
 
 
+CORS_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-CSRFToken"
+
+
+def cors(view: View) -> View:
+    """CORS for an HTTP endpoint: pages of ``TIDINGS["ALLOWED_ORIGINS"]`` (and of
+    ``ALLOWED_HOSTS``, as for WebSockets) may read its answers, with a token or their
+    cookies, and send ``Authorization`` and ``Last-Event-ID``; a preflight is answered
+    here. Other origins get no CORS headers (and the view's own 403)."""
+
+    @functools.wraps(view)
+    async def with_cors(request: HttpRequest) -> HttpResponseBase:
+        origin = request.headers.get("Origin")
+        node = get_node()
+        allowed = origin is not None and origin_allowed(
+            origin, request.get_host(), node.settings.allowed_origins
+        )
+        if request.method == "OPTIONS":
+            if not allowed:
+                return error("forbidden", "Requests from this origin are not allowed.")
+            response: HttpResponseBase = HttpResponse(status=204)
+            response["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response["Access-Control-Allow-Headers"] = CORS_HEADERS
+            response["Access-Control-Max-Age"] = "600"
+        else:
+            response = await view(request)
+        if allowed:
+            assert origin is not None
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Allow-Credentials"] = "true"
+        patch_vary_headers(response, ["Origin"])
+        return response
+
+    return with_cors
+
+
 @dataclass
 class StreamRequest:
     """A valid SSE or long-poll request: its topics, one subscribe request each, and the
@@ -113,12 +155,17 @@ async def stream_request(
     if isinstance(requests, Error):
         return error_response(requests)
     presence = any(r.presence is not None for r in requests)
-    user = await request.auser()
+    try:
+        user, grant = await request_caller(request)
+    except InvalidToken as e:
+        return error("unauthorized", f"{e}: fetch a new token.")
     by_proxy = proxied and not presence
     if by_proxy:
         subscriber: Subscriber = ProxySubscriber(node, user, transport=f"grip {transport}")
     else:
-        subscriber = Subscriber(node, user, Mailbox(), transport=transport)
+        subscriber = Subscriber(node, user, Mailbox(), transport=transport, grant=grant)
+        if subscriber.closing is not None:  # MAX_CONNECTIONS_PER_USER
+            return error("too_many_connections", subscriber.closing[1], **{"Retry-After": "5"})
     for r in requests:
         if not await subscriber.run(subscriber.session.check(r)):
             failed = first_error(subscriber.take())

@@ -31,10 +31,12 @@ from tidings.core.protocol import Answer, Error, Gap
 from tidings.core.streams import cursor
 from tidings.grip.instructions import hold_response, protocol_channel, with_user
 from tidings.grip.signature import proxied
+from tidings.handshake import request_caller
 from tidings.server.clients import user_key
 from tidings.server.node import get_node
 from tidings.server.outlets import Mailbox
 from tidings.server.subscriber import Subscriber
+from tidings.tokens import InvalidToken
 from tidings.transports.http import (
     StreamRequest,
     error,
@@ -125,7 +127,11 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
     refused = origin_refused(request, node)
     if refused is not None:
         return refused
-    if django_settings.SESSION_COOKIE_NAME in request.COOKIES:
+    try:
+        user, grant = await request_caller(request)  # a token: no cookie is used, no CSRF
+    except InvalidToken as e:
+        return error("unauthorized", f"{e}: fetch a new token.")
+    if grant is None and django_settings.SESSION_COOKIE_NAME in request.COOKIES:
         csrf = CsrfViewMiddleware(lambda r: HttpResponse())
         csrf.process_request(request)
         failed = csrf.process_view(request, lambda r: HttpResponse(), (), {})
@@ -145,7 +151,6 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
         body = request.body.decode()
     except UnicodeDecodeError:
         return error("bad_request", "The body must be UTF-8 JSON.")
-    user = await request.auser()
     rid = "http-" + secrets.token_urlsafe(9)
     subscriber = Subscriber(node, user, Mailbox(), transport="publish", id=rid, held=False)
     outcome = subscriber.session.receive_publish(body)

@@ -27,13 +27,14 @@ from django.http import HttpResponse, HttpResponseBase
 
 from tidings.core.frames import ws_text
 from tidings.core.messages import Message
-from tidings.core.protocol import Output, Subscribe
+from tidings.core.protocol import CLOSE_LOGGED_OUT, Output, Subscribe
 from tidings.formats import ws_message
-from tidings.handshake import allowed_host, header, origin_allowed, user_from_headers
+from tidings.handshake import allowed_host, header, origin_allowed, websocket_caller
 from tidings.holds import WebSocketHold
 from tidings.server.node import Node, get_node
 from tidings.server.subscriber import Subscriber
 from tidings.server.writer import Writer
+from tidings.tokens import PROTOCOL, InvalidToken
 from tidings.types import SEND_TEXT, Receive, Scope, Send
 
 logger = logging.getLogger("tidings.websocket")
@@ -47,11 +48,20 @@ async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None
     if not _handshake_ok(scope, node):
         await send({"type": "websocket.close", "code": 1008})
         return
-    user = await user_from_headers(scope.get("headers", []))
+    offered = list(scope.get("subprotocols") or [])
+    accept: dict[str, Any] = {"type": "websocket.accept"}
+    if PROTOCOL in offered:
+        accept["subprotocol"] = PROTOCOL  # a browser fails a socket that picks none
+    try:
+        user, grant = await websocket_caller(scope)
+    except InvalidToken as e:
+        await send(accept)
+        await send({"type": "websocket.close", "code": CLOSE_LOGGED_OUT, "reason": str(e)})
+        return
     await node.start()
-    await send({"type": "websocket.accept"})
+    await send(accept)
     writer = Writer(send, ws_text, frames=True, send_text=send_text_extension(scope))
-    subscriber = Subscriber(node, user, writer, transport="websocket")
+    subscriber = Subscriber(node, user, writer, transport="websocket", grant=grant)
     session = subscriber.session
     idle = _IdleTimer(subscriber, node.settings.idle_timeout)
     code = None  # the client's close code

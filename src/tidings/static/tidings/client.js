@@ -63,6 +63,11 @@ export class Client extends Emitter {
     this._timeout = options.timeout ?? DEFAULT_TIMEOUT;
     this._pollTimeout = options.pollTimeout ?? DEFAULT_POLL_TIMEOUT;
     this._warn = options.warn ?? true;
+    // A token (tidings.token() on the server) instead of the session cookie: `token`, or
+    // `getToken()` (may return a promise), asked again before every (re)connect.
+    this._getToken = options.getToken ?? (options.token ? () => options.token : null);
+    this._token = null;
+    this._tokenWait = null;      // the getToken() call a connect waits for
     this._state = "closed";
     this._transport = null;      // the current transport object, null between connections
     this._link = null;           // what the client knows of it: {name, opened}
@@ -98,7 +103,7 @@ export class Client extends Emitter {
    */
   open() {
     if (this._closed) throw new TidingsError("closed", "this client was closed; connect() a new one");
-    if (this._transport) return;
+    if (this._transport || this._tokenWait) return;
     this._idle = false;
     clearTimeout(this._timer);
     this._timer = null;
@@ -112,6 +117,31 @@ export class Client extends Emitter {
       this._emit("transport", name);
       if (this._closed || this._transport) return;   // a listener closed, or opened
     }
+    if (this._getToken) return this._withToken(name);
+    this._start(name);
+  }
+
+  /** Ask `getToken` for a token, then start the transport with it (a failure: retry). */
+  _withToken(name) {
+    const waiting = {};
+    this._tokenWait = waiting;                     // connecting: open() does nothing now
+    Promise.resolve().then(() => this._getToken()).then((token) => {
+      if (this._tokenWait !== waiting) return;
+      this._tokenWait = null;
+      if (this._closed || this._transport) return;
+      this._token = typeof token === "string" && token ? token : null;
+      this._start(name);
+    }, (error) => {
+      if (this._tokenWait !== waiting) return;
+      this._tokenWait = null;
+      if (this._closed || this._transport) return;
+      this._emit("error", new TidingsError("token", `getToken() failed: ${describe(error)}`));
+      if (!this._closed && !this._transport && !this._timer) this._scheduleReconnect();
+    });
+  }
+
+  /** Start transport `name` for the client's topics. */
+  _start(name) {
     const link = { name, opened: false };
     const Transport = transportClass(name, this._io);
     const transport = new Transport(this._transportSettings(), this._transportCallbacks(link));
@@ -130,6 +160,7 @@ export class Client extends Emitter {
     if (this._closed) return;
     this._closed = true;
     this._state = "closed";
+    this._tokenWait = null;
     clearTimeout(this._timer);
     this._timer = null;
     const error = new TidingsError("closed", "the client was closed");
@@ -408,6 +439,7 @@ export class Client extends Emitter {
   _transportSettings() {
     return Object.freeze({
       url: this.url, baseUrl: this.baseUrl, ...this._io, timeout: this._timeout, pollTimeout: this._pollTimeout,
+      token: this._token,
     });
   }
 
@@ -515,6 +547,12 @@ export class Client extends Emitter {
  *   stream for its first event, default 10000; Infinity waits for ever
  * @property {number} [pollTimeout] s the server may hold a long poll, default 25 (the
  *   server refuses more than its POLL_MAX_TIMEOUT)
+ * @property {string} [token] a token from the server's `tidings.token(user)`, sent instead
+ *   of relying on the session cookie (another origin, an app): a WebSocket subprotocol,
+ *   else `Authorization: Bearer` (EventSource: `?token=`)
+ * @property {() => string|Promise<string>} [getToken] asked for a fresh token before each
+ *   (re)connect (the server closes 4401 "token expired" when one runs out); a failure
+ *   emits "error" and retries after the backoff
  * @property {boolean} [autoconnect] connect at once, default true; else call open()
  * @property {boolean} [warn] console.warn each subscribe and publish the server refuses
  *   (topic, code, message), default true; false: only `ready`, the publish's promise and

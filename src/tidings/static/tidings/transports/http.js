@@ -67,9 +67,10 @@ export class HttpTransport {
     return `${this._settings.baseUrl}${path}?${params}`;
   }
 
-  /** fetch() with the client's cookies, never from the cache. */
+  /** fetch() with the client's cookies (or its token), never from the cache. */
   _get(url, accept, signal) {
-    return this._settings.fetch(url, { headers: { Accept: accept }, credentials: "same-origin", cache: "no-store", signal });
+    const headers = { Accept: accept, ...bearer(this._settings) };
+    return this._settings.fetch(url, { headers, credentials: "same-origin", cache: "no-store", signal });
   }
 
   /** What identifies a run: restarting is needed when it changes. */
@@ -224,6 +225,11 @@ function csrfToken(cookie) {
   return null;
 }
 
+/** The `Authorization` header of the client's token, if it has one. */
+function bearer(settings) {
+  return settings.token ? { Authorization: `Bearer ${settings.token}` } : {};
+}
+
 /** `POST <baseUrl>publish {topic, data, event?}`; settles `request` like a WebSocket reply. Never rejects. */
 async function publishOverHttp(settings, request) {
   if (typeof settings.fetch !== "function") {
@@ -232,7 +238,7 @@ async function publishOverHttp(settings, request) {
   const { op, ...body } = request.frame;
   const controller = new AbortController();
   request.cancel = () => controller.abort();
-  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  const headers = { "Content-Type": "application/json", Accept: "application/json", ...bearer(settings) };
   let token = null;
   try { token = csrfToken(settings.cookie()); } catch (error) { report(error); }
   if (token) headers["X-CSRFToken"] = token;

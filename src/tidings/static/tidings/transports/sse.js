@@ -137,7 +137,10 @@ export class EventSourceTransport extends SseTransport {
 
   _connect(run) {
     this._expectOpen(run);
-    const source = new this._settings.EventSource(this._url("sse", run));
+    // An EventSource sends no header of ours: its token goes in the query.
+    const { token } = this._settings;
+    const url = this._url("sse", run);
+    const source = new this._settings.EventSource(token ? `${url}&token=${encodeURIComponent(token)}` : url);
     run.controller.signal.addEventListener("abort", () => source.close());
     for (const type of this._eventNames()) {
       source.addEventListener(type, (event) => {

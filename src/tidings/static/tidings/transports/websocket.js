@@ -21,7 +21,10 @@ export class WebSocketTransport {
   }
 
   open() {
-    const ws = new this._settings.WebSocket(this._settings.url);
+    const { token } = this._settings;           // a token travels as a subprotocol
+    const ws = token
+      ? new this._settings.WebSocket(this._settings.url, ["tidings", `tidings.token.${token}`])
+      : new this._settings.WebSocket(this._settings.url);
     this._ws = ws;
     ws.onopen = () => this._onOpen();
     ws.onmessage = (event) => this._onFrame(event.data);
