@@ -22,6 +22,7 @@ $(STAMP): $(LOCK) pyproject.toml
 # make demo [PORT=8123] [BROKER=redis://127.0.0.1:6379/0 WORKERS=2]
 demo: $(STAMP)
 	$(BIN)/python demo/manage.py migrate --noinput
+	$(BIN)/python demo/manage.py demo_admin --url http://$(HOST):$(PORT)/admin/
 	$(if $(BROKER),TIDINGS_BROKER=$(BROKER),) WEB_CONCURRENCY=$(or $(WORKERS),1) \
 	$(BIN)/python -m uvicorn demo.asgi:application --host $(HOST) --port $(PORT) --app-dir . \
 	  --http tidings.serve:HttpProtocol --ws tidings.serve:WebSocketProtocol
