@@ -10,10 +10,11 @@ export { indicator, limits, localTimes, mark, timeElement, timeZone } from "./ui
 // few seconds of the server, and "retry now" is there for the impatient.
 export const client = connect({ backoff: { initial: 500, max: 5000, factor: 2, jitter: 0.5 } });
 window.tidings = client;
-indicator.retry = () => client.open();
+const live = () => indicator.set("live", { transport: client.transport });
+// "retry now" (and the browser coming back online): skip the wait before the reconnect.
+indicator.retry = () => { if (client.state === "open") live(); else client.open(); };
 
 function bind() {
-  const live = () => indicator.set("live", { transport: client.transport });
   client.on("open", live);
   client.on("transport", () => { if (client.state === "open") live(); });
   client.on("close", () => indicator.set(client.state === "closed" || !navigator.onLine ? "offline" : "reconnecting"));
