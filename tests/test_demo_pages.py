@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.http import HttpResponse
 from playwright.sync_api import Page, expect
 
 from tests.test_browser import _in_thread, _logged_in, _users
@@ -138,3 +139,20 @@ def test_readme_shows_a_screenshot_of_each_page():
     for path in shown:
         data = (ROOT / path).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, path
+
+
+def test_with_debug_off_a_404_is_a_demo_page_that_says_what_is_missing():
+    from django.test import Client, override_settings
+
+    got: list[HttpResponse] = []
+
+    def get() -> None:  # in a thread: a browser test's event loop may run in this one
+        with override_settings(DEBUG=False):
+            got.append(Client(HTTP_HOST="127.0.0.1").get("/headlines/9999/show/"))
+
+    _in_thread(get)
+    r = got[0]
+    page = r.content.decode()
+    assert r.status_code == 404
+    assert "<h1>Not found</h1>" in page and "<code>/headlines/9999/show/</code>" in page
+    assert 'aria-label="Demos"' in page  # the navigation, to go on from there
