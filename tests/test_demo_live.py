@@ -104,3 +104,27 @@ def test_the_headline_page_shows_its_event_stream_state(browser, server, page_er
         expect(conn).to_have_attribute("data-state", "live", timeout=5000)
         expect(page.locator("#title")).to_have_text("Back")  # what changed meanwhile
     assert page_errors == []
+
+
+def test_a_message_said_offline_is_pending_then_sent(browser, server, page_errors):
+    label = f"pending-room-{next(_names)}"
+    with proxy(server.host, server.port) as net:
+        a = browser.new_context().new_page()
+        a.on("pageerror", lambda e: page_errors.append(str(e)))
+        a.goto(f"{net.url}/rooms/{label}/")
+        expect(a.locator("body")).to_have_attribute("data-subscribed", "1", timeout=10_000)
+        net.offline()
+        expect(a.locator("#conn")).to_have_attribute("data-state", "reconnecting")
+        a.fill("#handle", "ola")
+        a.fill("#message", "said in the tunnel")
+        a.click("#go")
+        pending = a.locator("#chat li[data-send-state=pending]")
+        expect(pending.locator(".text")).to_have_text("said in the tunnel")
+        expect(pending.locator(".send-note")).to_have_text("waiting for the connection…")
+        expect(a.locator("#message")).to_have_value("")  # free to type the next one
+        net.online()
+        a.click("#conn-retry")
+        sent = a.locator("#chat li[data-id]")
+        expect(sent.locator(".text")).to_have_text(["said in the tunnel"], timeout=5000)
+        expect(pending).to_have_count(0)
+    assert page_errors == []
