@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint docs bench bench-scale venv clean
+.PHONY: demo screenshots test lint docs bench bench-scale venv clean
 
 venv: $(STAMP)
 
@@ -22,9 +22,14 @@ $(STAMP): $(LOCK) pyproject.toml
 # make demo [PORT=8123] [BROKER=redis://127.0.0.1:6379/0 WORKERS=2]
 demo: $(STAMP)
 	$(BIN)/python demo/manage.py migrate --noinput
+	$(BIN)/python demo/manage.py demo_admin --url http://$(HOST):$(PORT)/admin/
 	$(if $(BROKER),TIDINGS_BROKER=$(BROKER),) WEB_CONCURRENCY=$(or $(WORKERS),1) \
 	$(BIN)/python -m uvicorn demo.asgi:application --host $(HOST) --port $(PORT) --app-dir . \
 	  --http tidings.serve:HttpProtocol --ws tidings.serve:WebSocketProtocol
+
+# the pictures README.md shows: every demo page in Chromium, saved to docs/screenshots/
+screenshots: $(STAMP)
+	$(BIN)/python -m demo.screenshots
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "demo.dashboard",
     "demo.counters",
     "demo.chat",
+    "demo.site",
 ]
 
 MIDDLEWARE = [

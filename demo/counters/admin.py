@@ -2,4 +2,8 @@ from django.contrib import admin
 
 from demo.counters.models import IntegerValue
 
-admin.site.register(IntegerValue)
+
+@admin.register(IntegerValue)
+class IntegerValueAdmin(admin.ModelAdmin):
+    list_display = ["name", "value"]
+    search_fields = ["name"]

@@ -6,6 +6,7 @@ from typing import Any
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 
 import tidings
+from demo.dashboard.models import Document
 
 FEED = "dashboard.feed"
 
@@ -39,3 +40,19 @@ def _logged_out(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 
 user_logged_in.connect(_logged_in, dispatch_uid="dashboard-login")
 user_logged_out.connect(_logged_out, dispatch_uid="dashboard-logout")
+
+
+class DocumentFeed(tidings.ModelFeed):
+    """Every document, bound to ``dashboard.documents`` (the list) and
+    ``dashboard.documents.<pk>`` (one open document): a create or a save shows up on
+    every page that lists or shows it, with no reload."""
+
+    model = Document
+    fields = ["slug", "title", "body"]
+    name = "dashboard.documents"
+
+    def can_subscribe(self, user: Any, topic: str) -> bool:
+        return bool(user.is_authenticated)
+
+
+tidings.feed(DocumentFeed)

@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import csrf_exempt
 
 import tidings
@@ -125,11 +125,14 @@ async def _put(request: HttpRequest, h: Headline) -> HttpResponse:
 
 
 def page(request: HttpRequest, headline_id: int) -> HttpResponse:
-    return render(request, "headlines/show.html", {"headline_id": headline_id})
+    """A page that follows one headline live (404 for one that does not exist)."""
+    h = get_object_or_404(Headline, pk=headline_id)
+    return render(request, "headlines/show.html", {"headline_id": h.pk, "h": h})
 
 
 def edit(request: HttpRequest, headline_id: int) -> HttpResponse:
-    return render(request, "headlines/edit.html", {"headline_id": headline_id})
+    h = get_object_or_404(Headline, pk=headline_id)
+    return render(request, "headlines/edit.html", {"headline_id": h.pk, "h": h, "limits": FIELDS})
 
 
 def index(request: HttpRequest) -> HttpResponse:

@@ -1,4 +1,5 @@
 from django.db import IntegrityError, transaction
+from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
@@ -8,7 +9,13 @@ from demo.rooms.models import Message, Room
 
 
 def about(request: HttpRequest) -> HttpResponse:
-    return render(request, "rooms/about.html")
+    """What the rooms are, and the rooms most recently talked in."""
+    rooms = (
+        Room.objects.annotate(n=Count("messages"), last=Max("messages__timestamp"))
+        .filter(n__gt=0)
+        .order_by("-last")[:8]
+    )
+    return render(request, "rooms/about.html", {"rooms": rooms})
 
 
 def _refused(request: HttpRequest, message: str) -> HttpResponse:
