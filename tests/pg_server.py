@@ -8,8 +8,9 @@ of their own.
     with pg_server() as pg:             # initdb + pg_ctl on a free loopback port, in a
         url = pg.url                    # temp dir: a server these tests may break
         pg.restart(down_for=2)          # pg_ctl stop -m fast, wait, start: data kept
-        pg.terminate("application_name = 'x'")   # pg_terminate_backend(...) of matching
-                                                 # backends
+        db.terminate("application_name = 'x'")   # pg_terminate_backend(...) of matching
+                                                 # backends of the database
+        db.allow_connections(False)              # new connections refused, open ones stay
 
 Other test suites run on this machine at the same time, so every database has a
 unique name, and the machine's own server is never restarted. Faults are real
@@ -54,15 +55,26 @@ class Database:
     def connect(self) -> Any:
         return connect(f"host={self.host} port={self.port} user=postgres dbname={self.name}")
 
+    def admin(self) -> Any:
+        """A connection to the server's ``postgres`` database (not this one)."""
+        return connect(f"host={self.host} port={self.port} user=postgres dbname=postgres")
+
     def terminate(self, where: str) -> int:
         """``pg_terminate_backend`` every backend of this database matching ``where``
         (SQL on pg_stat_activity); how many."""
-        with self.connect() as c:
+        with self.admin() as c:
             rows = c.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = current_database() AND pid <> pg_backend_pid() AND ({where})"
+                f"WHERE datname = %s AND pid <> pg_backend_pid() AND ({where})",
+                (self.name,),
             ).fetchall()
         return len(rows)
+
+    def allow_connections(self, allow: bool) -> None:
+        """``ALTER DATABASE ... ALLOW_CONNECTIONS``: refuse new connections (those open
+        stay) or allow them again."""
+        with self.admin() as c:
+            c.execute(f'ALTER DATABASE "{self.name}" WITH ALLOW_CONNECTIONS {str(allow).lower()}')
 
 
 @contextlib.contextmanager
@@ -157,8 +169,10 @@ def pg_server() -> Iterator[tuple[PgServer, Database]]:
         server = PgServer(bindir, directory)
         server.start()
         try:
-            with database(server.admin, server.host, server.port) as db:
-                yield server, db
+            name = "tidings_test"
+            with connect(server.admin) as c:
+                c.execute(f'CREATE DATABASE "{name}"')
+            yield server, Database(server.host, server.port, name)  # dropped with the server
         finally:
             server.stop()
     finally:

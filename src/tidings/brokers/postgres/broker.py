@@ -84,7 +84,7 @@ class PostgresBroker(Broker):
         self._schema_made = False
         self._sql = {"history": HISTORY.replace("{p}", opts.prefix)}
         self._publish_sql = (
-            f"SELECT {opts.prefix}_publish(%s, %s, %s, %s, %s::text[], "
+            f"SELECT {opts.prefix}_publish(%s::text, %s::text, %s::float8, %s::int, %s::text[], "
             "%s::text[], %s::text[], %s::text[], %s::int[], %s::float8[])"
         )
         self._listener = Listener(self._where.params, opts, self.where, self._query)

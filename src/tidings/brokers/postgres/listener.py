@@ -139,7 +139,8 @@ class Listener:
             while True:
                 held = False
                 try:
-                    conn = await connect(self._params(), self._options.connect_timeout)
+                    params = {**self._params(), "application_name": f"{channel} listener"}
+                    conn = await connect(params, self._options.connect_timeout)
                     async with conn:
                         await conn.execute(f"LISTEN {channel}")
                         self._connected()

@@ -54,7 +54,9 @@ class Where:
         self.alias: str | None = parts.netloc if parts.scheme == "django" else None
         if self.alias is None:
             self.conninfo = urlunsplit(parts)
-        elif not self.alias:
+        elif self.alias:
+            self.params()  # a mistake in the settings shows now, not at the first publish
+        else:
             raise ImproperlyConfigured(
                 f"TIDINGS['BROKER'] = {url!r}: name an alias, django://default"
             )
