@@ -8,6 +8,7 @@ of their own.
     with pg_server() as pg:             # initdb + pg_ctl on a free loopback port, in a
         url = pg.url                    # temp dir: a server these tests may break
         pg.restart(down_for=2)          # pg_ctl stop -m fast, wait, start: data kept
+        pg.pause(); pg.resume()         # SIGSTOP / SIGCONT: a frozen server
         db.terminate("application_name = 'x'")   # pg_terminate_backend(...) of matching
                                                  # backends of the database
         db.allow_connections(False)              # new connections refused, open ones stay
@@ -24,6 +25,7 @@ import glob
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -151,6 +153,24 @@ class PgServer:
         self.stop()
         time.sleep(down_for)
         self.start()
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it forked."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True
+        ).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def pause(self) -> None:
+        """SIGSTOP every process of the server: sockets stay open, nothing answers."""
+        for pid in self.pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in self.pids():
+            os.kill(pid, signal.SIGCONT)
 
     def log(self) -> str:
         with contextlib.suppress(OSError), open(os.path.join(self.dir, "server.log")) as f:

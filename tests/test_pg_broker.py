@@ -28,7 +28,7 @@ from tests.test_redis_broker import Got, until
 from tests.test_redis_servers import Publisher
 from tidings.brokers import broker_from_url
 from tidings.brokers.postgres import PostgresBroker
-from tidings.core.messages import HistoryPolicy, Message
+from tidings.core.messages import HistoryPolicy, Message, Position
 from tidings.exceptions import BrokerError
 from tidings.testing import Client, live_server
 
@@ -191,6 +191,41 @@ async def test_publish_while_the_server_is_down_raises_quickly(own):
         await b.history("x", None)
     assert time.monotonic() - t0 < 10
     await b.close()
+
+
+async def test_publish_to_a_frozen_server_gives_up_and_never_appears_later(own):
+    """SIGSTOP: the sockets stay open and nothing answers. ``publish()`` raises within
+    its deadline, and the refused message is not published when the server thaws."""
+    server, db = own
+    b = broker_from_url(f"{db.url}?publish_timeout=1&connect_timeout=1")
+    before = b.publish("z", "m", "before", KEEP)
+    server.pause()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(BrokerError):
+            b.publish("z", "m", "lost", KEEP)
+        with pytest.raises(BrokerError):
+            await b.apublish("z", "m", "lost too", KEEP)
+        assert time.monotonic() - t0 < 6
+        await asyncio.sleep(1.5)  # the abandoned attempts are now past their deadline
+    finally:
+        server.resume()
+    after = await until_published(b, "z", "after")
+    replay = await b.history("z", Position(before.epoch, 0))
+    assert [m.data_json for m in replay.messages] == ["before", "after"]
+    assert after.offset == 2
+    await b.close()
+
+
+async def until_published(b: PostgresBroker, topic: str, data: str) -> Position:
+    """Publish once the broker gets through again (its pool reconnects on demand)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return await b.apublish(topic, "m", data, KEEP)
+        except BrokerError:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
 
 
 # -- delivery ---------------------------------------------------------------------------

@@ -37,13 +37,13 @@ import psycopg
 from psycopg import errors
 
 from tidings.brokers.base import Broker, Deliver, HistoryResult
-from tidings.brokers.postgres import schema
 from tidings.brokers.postgres.batches import Batches, Publish
 from tidings.brokers.postgres.engine import Engine
 from tidings.brokers.postgres.listener import Listener
 from tidings.brokers.postgres.options import split_url
 from tidings.brokers.postgres.pool import Conn, Pool
 from tidings.brokers.postgres.presence import PostgresPresence
+from tidings.brokers.postgres.schema import acreate
 from tidings.brokers.postgres.sweep import Sweep
 from tidings.core.messages import EMPTY, HistoryPolicy, Message, Position
 from tidings.exceptions import BrokerError
@@ -97,7 +97,7 @@ class PostgresBroker(Broker):
     # -- running queries ---------------------------------------------------------------
     async def _setup(self, conn: Conn) -> None:
         if not self._schema_made:
-            await schema.acreate(conn, self.options.prefix)
+            await acreate(conn, self.options.prefix)
             self._schema_made = True
 
     def _the_pool(self) -> Pool:

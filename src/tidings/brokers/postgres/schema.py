@@ -12,7 +12,7 @@ database::
     tidings_publish()  the function that publishes a batch (below)
     tidings            the NOTIFY channel; a notification's payload is a topic, nothing else
 
-:func:`create` runs ``CREATE TABLE IF NOT EXISTS`` and ``CREATE OR REPLACE FUNCTION``
+:func:`acreate` runs ``CREATE TABLE IF NOT EXISTS`` and ``CREATE OR REPLACE FUNCTION``
 under a transaction-level advisory lock, so processes starting together do not trip
 over each other. No migration is needed, for a ``django://`` database either: the
 tables are not models, and nothing of Django's owns them.
@@ -117,22 +117,14 @@ LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
 
 
 def statements(prefix: str) -> list[str]:
-    """What :func:`create` runs, in order."""
+    """What :func:`acreate` runs, in order."""
     tables = [s.strip() for s in TABLES.format(p=prefix).split(";") if s.strip()]
     return [*tables, PUBLISH.replace("{p}", prefix)]
 
 
-def create(conn: Any, prefix: str) -> None:
-    """Make the tables and the function on ``conn`` (a sync psycopg connection in
-    autocommit mode), in one transaction under an advisory lock."""
-    with conn.transaction():
-        conn.execute(LOCK, (f"tidings-schema:{prefix}",))
-        for statement in statements(prefix):
-            conn.execute(statement)
-
-
 async def acreate(conn: Any, prefix: str) -> None:
-    """:func:`create` on an asyncio connection."""
+    """Make the tables and the function on ``conn`` (an asyncio psycopg connection in
+    autocommit mode), in one transaction under an advisory lock."""
     async with conn.transaction():
         await conn.execute(LOCK, (f"tidings-schema:{prefix}",))
         for statement in statements(prefix):
