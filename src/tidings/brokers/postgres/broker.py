@@ -259,6 +259,7 @@ class PostgresBroker(Broker):
 
     async def _start_tasks(self) -> list[asyncio.Task[None]]:
         loop = asyncio.get_running_loop()
+        self._listener.reset()
         tasks = [
             loop.create_task(self._listener.run(), name="tidings-postgres-listener"),
             loop.create_task(self.presence.refresh(), name="tidings-postgres-presence"),

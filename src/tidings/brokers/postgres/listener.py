@@ -50,6 +50,11 @@ LEFT JOIN {p}_messages m ON m.topic = w.topic
 ORDER BY w.topic, m.seq
 """
 
+# Seconds between two reads: under a stream of publishes a read then returns several
+# messages instead of one (its cost is mostly per read); a message published after a
+# quiet moment is read at once.
+READ_GAP = 0.002
+
 Run = Callable[[Callable[[Conn], Awaitable[Any]]], Awaitable[Any]]
 Deliver = Callable[[list[Message]], None]
 
@@ -118,6 +123,11 @@ class Listener:
     def subscribed(self) -> list[str]:
         return list(self._topics)
 
+    def reset(self) -> None:
+        """New events for the loop about to run the listener (the engine's loop is made
+        anew after each close)."""
+        self._wake, self._up = asyncio.Event(), asyncio.Event()
+
     def clear(self) -> None:
         self._topics.clear()
         self._dirty.clear()
@@ -131,7 +141,6 @@ class Listener:
     # -- the connection --------------------------------------------------------------
     async def run(self) -> None:
         """Listen and read until cancelled; on any failure, reconnect with backoff."""
-        self._wake, self._up = asyncio.Event(), asyncio.Event()  # of this loop
         reader = asyncio.get_running_loop().create_task(self._reader())
         failures, warned = 0, 0.0
         channel = self._options.prefix
@@ -224,6 +233,7 @@ class Listener:
                 continue
             failures = 0
             self._take(asks, rows)
+            await asyncio.sleep(READ_GAP)  # what is published meanwhile waits for one read
 
     async def _read(self, conn: Conn, asks: dict[str, Position]) -> list[tuple[Any, ...]]:
         topics = list(asks)
