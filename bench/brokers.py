@@ -20,6 +20,9 @@ The listener row: one started broker subscribed to one topic, a second process
 publishing to it through the broker from 4 threads; the listening process's CPU
 seconds per message it delivered (``time.process_time``, this process only).
 
+The delivery row: one started broker subscribed to a topic, 200 lone ``apublish()``
+calls 5 ms apart, each timed from the call to its delivery in the same process.
+
 The PostgreSQL rows run the same tidings publishers and listener against the machine's
 PostgreSQL (127.0.0.1:5432, user postgres, trust; a database ``tidings_bench`` made
 afresh each run), after the Redis rows of the same run; without that server they are
@@ -204,6 +207,30 @@ def _listener(n: int, url: str = URL) -> float:
     return uvloop.run(main())
 
 
+def _latency(n: int, url: str = URL) -> tuple[float, float]:
+    """Milliseconds from ``apublish()`` to the delivery in the same process, for ``n``
+    lone publishes 5 ms apart: the median and the 99th percentile."""
+
+    async def main() -> tuple[float, float]:
+        broker, history = _broker(url), _history()
+        arrived = asyncio.Event()
+        await broker.start(lambda message: arrived.set())
+        await broker.subscribe("latency")
+        waits = []
+        for _ in range(n):
+            arrived.clear()
+            started = time.perf_counter()
+            await broker.apublish("latency", "m", PAYLOAD, history)
+            await asyncio.wait_for(arrived.wait(), 10)
+            waits.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.005)
+        await broker.close()
+        waits.sort()
+        return statistics.median(waits), waits[int(len(waits) * 0.99) - 1]
+
+    return uvloop.run(main())
+
+
 def one_run(n: int, brokers: list[str]) -> dict[str, float]:
     figures: dict[str, float] = {}
     if "redis" in brokers:
@@ -219,6 +246,7 @@ def one_run(n: int, brokers: list[str]) -> dict[str, float]:
                 "listener µs CPU per message": _listener(n // 2 // 4 * 4),
             }
         )
+        figures["delivery ms p50"], figures["delivery ms p99"] = _latency(200)
     if "postgresql" in brokers:
         why = _pg_fresh()
         if why is not None:
@@ -233,6 +261,8 @@ def one_run(n: int, brokers: list[str]) -> dict[str, float]:
                 "PostgreSQL listener µs CPU per message": _listener(n // 2 // 4 * 4, PG_URL),
             }
         )
+        p50, p99 = _latency(200, PG_URL)
+        figures["PostgreSQL delivery ms p50"], figures["PostgreSQL delivery ms p99"] = p50, p99
     return figures
 
 
@@ -255,6 +285,8 @@ def report(runs: list[dict[str, float]], machine: dict[str, Any]) -> str:
             f"Best concurrent tidings rate: {best / ref:.2f}x pipelined PUBLISH; "
             f"16 threads: {med[ROWS[3]] / ref:.2f}x.",
             f"Listener: {med['listener µs CPU per message']:.1f} µs of CPU per message received.",
+            f"A lone apublish() to its delivery: {med['delivery ms p50']:.2f} ms median, "
+            f"{med['delivery ms p99']:.2f} ms 99th percentile.",
             "",
         ]
     if f"PostgreSQL {PG_ROWS[0]}" in med:
@@ -270,7 +302,13 @@ def report(runs: list[dict[str, float]], machine: dict[str, Any]) -> str:
             vs = f"{rate / med[row]:.2f}x" if row in med else "-"
             lines.append(f"| {row} | {rate:,.0f} | {vs} |")
         cpu = med["PostgreSQL listener µs CPU per message"]
-        lines += ["", f"Listener: {cpu:.1f} µs of CPU per message received.", ""]
+        lines += [
+            "",
+            f"Listener: {cpu:.1f} µs of CPU per message received.",
+            f"A lone apublish() to its delivery: {med['PostgreSQL delivery ms p50']:.2f} ms "
+            f"median, {med['PostgreSQL delivery ms p99']:.2f} ms 99th percentile.",
+            "",
+        ]
     else:
         lines += ["PostgreSQL rows: left out (no PostgreSQL at 127.0.0.1:5432).", ""]
     return "\n".join(lines)
