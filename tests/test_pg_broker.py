@@ -395,3 +395,42 @@ async def test_a_publish_on_one_server_reaches_the_clients_of_the_other(pg):
             got_a, got_b = await a.next_message(30), await b.next_message(30)
             assert got_a["data"] == got_b["data"] == {"from": "b"}
             assert got_a["position"] == got_b["position"] == sent["position"]
+
+
+async def test_a_server_s_client_gets_everything_through_a_restart_and_health_says_so(own):
+    """A uvicorn server on a PostgreSQL the test restarts under 2,000 publishes from
+    another process: /realtime/health answers 503 while it is down and 200 once it is
+    back; the WebSocket client that stayed subscribed gets every acknowledged message,
+    in order, once (the listener reads what it missed from the table)."""
+    import httpx
+
+    from tests.test_redis_servers import messages, offsets
+
+    server, db = own
+    url = f"{db.url}?keepalive=1&connect_timeout=1&publish_timeout=2"
+    with live_server(APP, env=server_env({"BROKER": url, "QUEUE_SIZE": 50_000})) as s:
+        async with httpx.AsyncClient(base_url=s.url) as http, Client(s.ws_url, origin=s.url) as c:
+            await c.subscribe("test.restart")
+            assert (await http.get("/realtime/health")).status_code == 200
+            pub = Publisher(url, "test.restart", 2000).start()
+            await until(lambda: len(pub.acked) >= 300, 60, "300 acknowledged publishes")
+            await asyncio.to_thread(server.stop)
+            deadline = time.monotonic() + 30
+            while (await http.get("/realtime/health")).status_code != 503:
+                assert time.monotonic() < deadline, "health never said 503"
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(2)
+            await asyncio.to_thread(server.start)
+            deadline = time.monotonic() + 30
+            while (await http.get("/realtime/health")).status_code != 200:
+                assert time.monotonic() < deadline, "health never came back"
+                await asyncio.sleep(0.1)
+            await pub.join()
+            await pub.broker.close()
+            assert pub.failed, "the outage was not felt"
+            head = pub.acked[max(pub.acked)].offset
+            frames = await messages(c, head, timeout=60)
+    numbers = [f["data"] for f in frames]
+    assert offsets(frames) == list(range(1, head + 1))
+    assert set(pub.acked) <= set(numbers) and set(numbers) - set(pub.acked) <= set(pub.failed)
+    assert "connected again" in s.log()
