@@ -291,6 +291,31 @@ async def test_published_while_the_listener_is_kept_out_arrives_after_it_is_back
     assert [m.data_json for m in got.messages] == ["1", "2", "3"]
 
 
+async def test_a_listener_too_far_behind_says_what_it_skipped_and_goes_on(broker, pg, caplog):
+    """Kept out while 1,200 messages are published to a topic that keeps 10: the table
+    holds the newest 1,000 (KEEP), so it delivers those, logs the 200 it cannot, and
+    live delivery goes on."""
+    b, got = broker
+    other = broker_from_url(b.url)
+    small = HistoryPolicy(size=10, ttl=300)
+    await b.subscribe("far")
+    await other.apublish("far", "m", "0", small)
+    await got.wait(1)
+    pg.allow_connections(False)
+    try:
+        pg.terminate(f"application_name = '{b.options.prefix} listener'")
+        await until(lambda: not b.health()["connected"], 20, "the listener to notice")
+        await asyncio.gather(*(other.apublish("far", "m", str(i), small) for i in range(1, 1201)))
+    finally:
+        pg.allow_connections(True)
+        await other.close()
+    await got.wait(1001)
+    await b.apublish("far", "m", "live", small)
+    await got.wait(1002)
+    assert got.offsets == [1, *range(202, 1202), 1202]
+    assert "messages 2..201 of epoch" in caplog.text and "trimmed" in caplog.text
+
+
 async def test_a_restarted_server_loses_nothing_acknowledged(own):
     """pg_ctl stop -m fast while 3,000 messages are published, down 3 s, started again:
     each publish returned or raised; the subscribed broker delivers every acknowledged
