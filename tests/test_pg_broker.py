@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from tests.conftest import APP, server_env
+from tests.conftest import APP, need, server_env
 from tests.pg_server import Database, PgServer, pg_database, pg_server
 from tests.test_redis_broker import Got, until
 from tests.test_redis_servers import Publisher
@@ -98,6 +98,26 @@ def test_url_options_are_ours_the_rest_is_libpq_s():
             broker_from_url(f"postgresql://db/app?{bad}")
     with pytest.raises(ImproperlyConfigured, match="sqlite, not PostgreSQL"):
         broker_from_url("django://default")  # the tests' default database is SQLite
+
+
+@pytest.fixture
+def sockets() -> str:
+    """The directory of the machine's PostgreSQL's unix socket."""
+    path = "/var/run/postgresql"
+    need(f"PostgreSQL's socket in {path}", os.path.exists(f"{path}/.s.PGSQL.5432"))
+    return path
+
+
+async def test_a_unix_socket_url(pg: Database, sockets: str):
+    """``postgresql:///db?host=/run/postgresql``: libpq's socket form, host in the query."""
+    b, got = await started(f"postgresql:///{pg.name}?host={sockets}&user=postgres&prefix=sock")
+    try:
+        assert b.where == f"{sockets}/{pg.name}"
+        await b.subscribe("sock")
+        await b.apublish("sock", "m", "1", KEEP)
+        await got.wait(1)
+    finally:
+        await b.close()
 
 
 def test_django_alias_reuses_the_database_settings(pg: Database):

@@ -53,7 +53,7 @@ class Where:
         parts = urlsplit(url)
         self.alias: str | None = parts.netloc if parts.scheme == "django" else None
         if self.alias is None:
-            self.conninfo = urlunsplit(parts)
+            self.conninfo = url
         elif self.alias:
             self.params()  # a mistake in the settings shows now, not at the first publish
         else:
@@ -82,7 +82,7 @@ class Where:
         if self.alias is not None:
             return f"django://{self.alias}"
         parts = urlsplit(self.conninfo)
-        host = parts.hostname or "localhost"
+        host = parts.hostname or dict(parse_qsl(parts.query)).get("host") or "localhost"
         port = f":{parts.port}" if parts.port else ""
         return f"{host}{port}{parts.path or '/'}"
 
@@ -111,7 +111,10 @@ def split_url(url: str) -> tuple[Options, Where]:
             bad(url, f"{name} must be > 0")
     if parts.scheme == "django" and rest:
         bad(url, "a django:// URL takes only the broker's own options")
-    return options, Where(urlunsplit(parts._replace(query=urlencode(rest))))
+    rest_url = urlunsplit(parts._replace(query=urlencode(rest)))
+    if not parts.netloc:  # postgresql:///db?host=/run/postgresql: urlunsplit drops the "//"
+        rest_url = rest_url.replace(f"{parts.scheme}:", f"{parts.scheme}://", 1)
+    return options, Where(rest_url)
 
 
 def bad(url: str, problem: str) -> None:
