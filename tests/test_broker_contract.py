@@ -2,7 +2,8 @@
 tidings.testing.broker_contract, as a broker of your own would run it.
 
 The Redis broker runs against a real ``redis-server`` (tests/redis_server.py), each test
-under its own key prefix.
+under its own key prefix; the PostgreSQL broker against the machine's PostgreSQL, in a
+database made for this module (tests/pg_server.py), each test under its own table prefix.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
+from tests.pg_server import Database, pg_database
 from tests.redis_server import RedisServer, redis_server
 from tidings.brokers import Broker, broker_from_url
 from tidings.testing.broker_contract import BrokerContract
@@ -23,15 +25,25 @@ def redis() -> Iterator[RedisServer]:
         yield r
 
 
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Database]:
+    with pg_database() as db:
+        yield db
+
+
 class TestMemoryBroker(BrokerContract):
     broker_url = "memory://"
 
 
-class TestRedisBroker(BrokerContract):
+class Prefixed(BrokerContract):
+    """Each test under a prefix of its own (keys, tables), on one shared server."""
+
     @pytest.fixture
     def prefix(self) -> str:
         return f"t{secrets.token_hex(4)}"
 
+
+class TestRedisBroker(Prefixed):
     @pytest.fixture
     def new_broker(self, redis: RedisServer, prefix: str) -> Callable[[], Broker]:
         url = f"{redis.url}?prefix={prefix}"
@@ -50,5 +62,27 @@ class TestRedisBroker(BrokerContract):
             with redis.client() as c:
                 keys = list(c.scan_iter(match=f"{prefix}:*", count=1000))
             return len({k.rsplit(":", 1)[0] for k in keys if ":r:" not in k})
+
+        return count
+
+
+class TestPostgresBroker(Prefixed):
+    @pytest.fixture
+    def new_broker(self, pg: Database, prefix: str) -> Callable[[], Broker]:
+        url = f"{pg.url}?prefix={prefix}&max_connections=2"
+        return lambda: broker_from_url(url)
+
+    @pytest.fixture
+    def new_broker_freeing(self, pg: Database, prefix: str) -> Callable[[float], Broker]:
+        return lambda meta_ttl: broker_from_url(f"{pg.url}?prefix={prefix}&meta_ttl={meta_ttl}")
+
+    @pytest.fixture
+    def stored(self, pg: Database, prefix: str) -> Callable[[Broker], Awaitable[int]]:
+        """The topics with a row in this test's topics table."""
+
+        async def count(b: Broker) -> int:
+            with pg.connect() as c:
+                row = c.execute(f"SELECT count(*) FROM {prefix}_topics").fetchone()
+            return int(row[0])
 
         return count
