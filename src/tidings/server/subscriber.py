@@ -47,7 +47,6 @@ from tidings.core.presence import Entry
 from tidings.core.protocol import (
     CLOSE_LOGGED_OUT,
     CLOSE_SLOW_CONSUMER,
-    CLOSE_TOO_MANY,
     Close,
     Error,
     Outcome,
@@ -125,10 +124,10 @@ class Subscriber(Performer):
         self._grant = grant
         self._expiry: asyncio.TimerHandle | None = None
         if held:
-            limit = node.settings.max_connections_per_user
-            if limit and node.clients.count(user) >= limit:
-                self._held = False  # refused: it never counts, nothing is told
-                self.close(CLOSE_TOO_MANY, f"more than {limit} connections of this user")
+            refused = node.refusal(user)
+            if refused is not None:
+                self._held = False  # it never counts, nothing is told
+                self.close(*refused)
                 return
             node.clients.add(self)
             if connected.receivers:
