@@ -94,6 +94,9 @@ class Node:
             self.published.append(self.grip.publish)
         else:
             self.grip = None
+        from tidings.panel.service import PanelService  # the admin panel's reports
+
+        self.services["panel"] = PanelService(self)
         if settings.pg_listen:
             from tidings.pgfeed import NotifyListener
 
