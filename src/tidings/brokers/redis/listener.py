@@ -260,6 +260,7 @@ class PubSubListener:
     async def _read(self, pubsub: PubSub, stream: asyncio.StreamReader) -> None:
         assert hiredis is not None
         parser = hiredis.Reader(encoding="utf-8", errors="replace")
+        gets, message = parser.gets, self._message
         keepalive = self._options.keepalive
         pinged = False
         while True:
@@ -276,12 +277,14 @@ class PubSubListener:
                 raise redis.ConnectionError("Connection closed by server.")
             pinged = False
             parser.feed(data)
-            while (reply := parser.gets()) is not False:
+            while (reply := gets()) is not False:
                 if isinstance(reply, Exception):
                     raise redis.ResponseError(str(reply))
                 kind = reply[0]
                 if kind == "message":
-                    await self._on_message(reply[1], reply[2])
+                    gap = message(reply[1], reply[2])
+                    if gap is not None:
+                        await self._fill(*gap)
                 elif kind == "subscribe":
                     await self._on_subscribed(reply[1])
 
@@ -302,10 +305,17 @@ class PubSubListener:
             await self._fill(topic, sub, sub.last, None)
 
     async def _on_message(self, channel: str, payload: str) -> None:
+        gap = self._message(channel, payload)
+        if gap is not None:
+            await self._fill(*gap)
+
+    def _message(self, channel: str, payload: str) -> tuple[str, _Topic, Position, Message] | None:
+        """Deliver a live message, unless offsets were skipped: then return what to
+        fill from history (a plain call, not a coroutine: most messages need no await)."""
         topic = self._names.topic_of(channel)
         sub = self._topics.get(topic)
         if sub is None:
-            return
+            return None
         try:
             head, _, rest = payload.partition("\n")
             epoch, offset, ms, event, flen = head.split(" ")
@@ -314,11 +324,10 @@ class PubSubListener:
             position = Position(epoch, int(offset))
         except ValueError:
             logger.error("ignoring a message on %s that no tidings broker sent", channel)
-            return
+            return None
         message = Message(topic, event, data, position, int(ms) / 1000, formats)
         gap = self._take(topic, sub, message)
-        if gap is not None:
-            await self._fill(topic, sub, gap, message)
+        return None if gap is None else (topic, sub, gap, message)
 
     def _take(self, topic: str, sub: _Topic, message: Message) -> Position | None:
         """Deliver ``message`` if it is the next one; when offsets were skipped, return
