@@ -319,6 +319,24 @@ async def test_apublish_to_a_frozen_redis_is_refused_in_time_and_never_appears(r
     await b.close()
 
 
+async def test_a_redis_that_refuses_the_script_fails_each_publish_with_the_reason(redis):
+    """An ACL without SCRIPT: every publish raises, saying so, none hangs or is retried
+    for long, and the pipeline serves again once the ACL allows it."""
+    c = redis.client()
+    c.acl_setuser("pub", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                  commands=["+@all", "-script"])  # fmt: skip
+    b = broker_from_url(redis.url.replace("redis://", "redis://pub:pw@", 1))
+    t0 = time.monotonic()
+    results = await asyncio.gather(
+        *(b.apublish("acl", "m", str(i), KEEP) for i in range(20)), return_exceptions=True
+    )
+    assert time.monotonic() - t0 < 3
+    assert all(isinstance(r, BrokerError) and "script" in str(r).lower() for r in results)
+    c.acl_setuser("pub", enabled=True, commands=["+script"])
+    assert (await b.apublish("acl", "m", "now", KEEP)).offset == 1
+    await b.close()
+
+
 async def test_formats_travel_with_the_message(broker):
     b, got = broker
     await b.subscribe("f")

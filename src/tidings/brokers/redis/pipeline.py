@@ -130,11 +130,13 @@ class Flights:
                 attempts = max(attempts, flight.attempts)
         return self._backoff.compute(attempts) if flights and attempts else 0.0
 
-    def _abandon(self, flights: deque[_Flight], why: BaseException) -> None:
-        """Fail what is in flight or queued (the broker closed, or a bug)."""
-        left = [p for f in flights for p in f.batch] + self._queue
+    def _abandon(self, flights: deque[_Flight], why: BaseException, queued: bool = True) -> None:
+        """Fail what is in flight, and what is queued (the broker closed, or a bug)."""
+        left = [p for f in flights for p in f.batch]
         flights.clear()
-        self._queue = []
+        if queued:
+            left += self._queue
+            self._queue = []
         for pending in left:
             pending.fail(why)
         wake(left)
@@ -176,7 +178,8 @@ class AsyncPipeline(Flights):
                     conn = self._conn
                     if not conn.is_connected:
                         written = 0
-                        await self._connect()
+                        if not await self._connect(flights):
+                            continue
                     while written < len(flights):
                         command = self._packed(conn, flights[written])
                         await conn.send_packed_command(command, check_health=False)
@@ -199,13 +202,19 @@ class AsyncPipeline(Flights):
             self._sender = None
             self._abandon(flights, why)
 
-    async def _connect(self) -> None:
-        """Connect (again), and load the script."""
+    async def _connect(self, flights: deque[_Flight]) -> bool:
+        """Connect (again) and load the script. Redis refusing the script (an ACL, say)
+        fails the batches taken, as no retry can help: then False."""
         conn = self._conn
         try:
             await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_command("SCRIPT", "LOAD", self._source, check_health=False)
             self._sha = await conn.read_response()
+            return True
+        except redis.ResponseError as e:
+            await conn.disconnect(nowait=True)
+            self._abandon(flights, e, queued=False)
+            return False
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
