@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS_PER_IP": 100,
     "MAX_CONNECTIONS_PER_USER": 100,
     "TOKEN_TTL": 3600.0,
+    "METRICS": True,
+    "METRICS_TOKEN": None,
 }
 """Every key of ``TIDINGS`` and its default; ``GRIP`` has none (unset: no Pushpin).
 What each key does: docs/settings.md."""
@@ -150,6 +152,8 @@ class Settings:
     max_connections_per_ip: int = 100
     max_connections_per_user: int = 100
     token_ttl: float = 3600.0
+    metrics: bool = True
+    metrics_token: str | None = None
 
     @property
     def ws_path(self) -> str:
@@ -233,7 +237,18 @@ def load() -> Settings:
         max_connections_per_ip=int(raw["MAX_CONNECTIONS_PER_IP"]),
         max_connections_per_user=int(raw["MAX_CONNECTIONS_PER_USER"]),
         token_ttl=float(raw["TOKEN_TTL"]),
+        metrics=bool(raw["METRICS"]),
+        metrics_token=_token(raw["METRICS_TOKEN"]),
     )
+
+
+def _token(value: Any) -> str | None:
+    """``TIDINGS["METRICS_TOKEN"]``: the bearer token a scrape from another host needs."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ImproperlyConfigured("TIDINGS['METRICS_TOKEN'] must be a string")
+    return value
 
 
 @functools.cache

@@ -16,7 +16,8 @@ into an :class:`Outlet`: the WebSocket :class:`~tidings.server.writer.Writer`, o
 a code and a reason, which each transport renders its own way.
 
 Every refusal (a rule's ``forbidden``, a handler's ``rejected``...) is answered here,
-whatever the transport, and logged: INFO on ``tidings.auth`` (topic, user, transport, code).
+whatever the transport, and logged: INFO on ``tidings.auth`` (topic, user, transport, code);
+and counted (:mod:`tidings.metrics`), as resumes are.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import secrets
 import time
 from typing import Any
 
+from tidings import metrics
 from tidings.core.asks import (
     Authorize,
     Describe,
@@ -128,6 +130,7 @@ class Subscriber(Performer):
             limit = node.settings.max_connections_per_user
             if limit and node.clients.count(user) >= limit:
                 self._held = False  # refused: it never counts, nothing is told
+                metrics.dropped("too_many_connections")
                 self.close(CLOSE_TOO_MANY, f"more than {limit} connections of this user")
                 return
             node.clients.add(self)
@@ -178,6 +181,7 @@ class Subscriber(Performer):
     def _put(self, item: Output | str, key: str | None = None) -> None:
         if self.closing is not None:
             return
+        metrics.output(item)  # (not on the hot path: deliver() queues its own)
         outlet = self.outlet
         if not self.queue and outlet.write_now(item):
             return
@@ -211,6 +215,7 @@ class Subscriber(Performer):
 
     def _overflow(self) -> None:
         logger.info("%r: more than %d items waiting, closing", self, self.queue.limit)
+        metrics.dropped("slow_consumer")
         self.close(CLOSE_SLOW_CONSUMER, "slow consumer", drop=True)
         for topic in list(self.session.topics):
             self.node.unsubscribe_now(topic, self)
