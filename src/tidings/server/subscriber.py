@@ -17,7 +17,8 @@ a code and a reason, which each transport renders its own way.
 
 Every refusal (a rule's ``forbidden``, a handler's ``rejected``...) is answered here,
 whatever the transport, and logged: INFO on ``tidings.auth`` (topic, user, transport, code);
-and counted (:mod:`tidings.metrics`), as resumes are.
+and counted (:mod:`tidings.metrics`), as resumes are. The end of a connection it held
+is logged on ``tidings.connections`` (:func:`tidings.logging.connection_closed`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from tidings.core.queue import Queue
 from tidings.core.session import Features, Session
 from tidings.encoding import encode_data
 from tidings.exceptions import BrokerError, Refused
+from tidings.logging import connection_closed
 from tidings.server.clients import who
 from tidings.server.node import Node
 from tidings.server.outlets import Mailbox, Outlet
@@ -82,6 +84,7 @@ class Subscriber(Performer):
         "_held",
         "_hello",
         "_leaving",
+        "_opened",
         "closing",
         "id",
         "node",
@@ -126,6 +129,7 @@ class Subscriber(Performer):
         self._hello: asyncio.Future[None] | None = None  # the `connected` signal, sending
         self._grant = grant
         self._expiry: asyncio.TimerHandle | None = None
+        self._opened = time.monotonic()
         if held:
             limit = node.settings.max_connections_per_user
             if limit and node.clients.count(user) >= limit:
@@ -287,6 +291,8 @@ class Subscriber(Performer):
         await self.run(self.session.leave_all())
         if self._held:
             code, reason = self.closing or (code, "client went away")
+            seconds = time.monotonic() - self._opened
+            connection_closed(self.id, self.user, self.transport, code, reason, seconds)
             await self._tell(disconnected, code=code, reason=reason)
 
     async def _tell(self, signal: Any, **facts: Any) -> None:
