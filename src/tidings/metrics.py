@@ -8,11 +8,12 @@ often is counted where the code already loops once per message or keeps a figure
 - connections and subscriptions: read from the node's open clients when sampled;
 - the broker: its ``health()`` (``connected``, ``reconnects``) when sampled.
 
-:func:`sample` copies those figures into the Prometheus families before each scrape.
-What happens once per request (a publish, a refusal, a resume, a slow consumer cut)
-is counted where it happens, through :func:`published`, :func:`output` and
-:func:`dropped`. The lag histogram is observed once per message, on the loop turn
-after its fan-out, when the frames queued in that turn have been written too.
+What happens once per publish (its count, how long the broker took, the lag of its
+fan-out, taken on the loop turn after it, when the frames queued in that turn have
+been written too) is tallied in plain ints (:class:`Tally`); :func:`sample` copies
+all of it into the Prometheus families before each scrape. What is rarer (a refusal,
+a resume, a slow consumer cut) goes to prometheus_client at once, through
+:func:`output` and :func:`dropped`.
 
 Several worker processes: with ``PROMETHEUS_MULTIPROC_DIR`` set (an empty directory,
 before the server starts), prometheus_client keeps every process's values in files
@@ -28,9 +29,11 @@ Everything is off when prometheus_client is not installed (the ``metrics`` extra
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import os
 import re
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -147,12 +150,46 @@ def families() -> Families | None:
 
 
 # -- hooks: once per publish, per request, per message -------------------------------
+class Tally:
+    """A histogram's observations kept in plain ints until :meth:`flush` adds them to
+    the Prometheus histogram: ``observe`` costs a bisect, not two locked writes."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last: +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def flush(self, histogram: Any) -> None:
+        """Add what was observed to ``histogram`` (of the same buckets), and start over.
+        (prometheus_client has no public call to add counts to a bucket.)"""
+        counts, total = self.counts, self.total
+        if not any(counts):
+            return
+        self.counts, self.total = [0] * len(counts), 0.0
+        for bucket, n in zip(histogram._buckets, counts, strict=True):
+            if n:
+                bucket.inc(n)
+        histogram._sum.inc(total)
+
+
+_publishes: dict[str, int] = {}  # by source, since the last sample
+_publish_time = Tally(PUBLISH_BUCKETS)
+_publish_lock = threading.Lock()  # sync publish() is called from any thread
+_lag = Tally(LAG_BUCKETS)
+
+
 def published(source: str, seconds: float) -> None:
     """A publish the broker took in ``seconds``; ``source``: ``server`` or ``client``."""
-    f = _families
-    if f is not None:
-        f.publishes.labels(source).inc()
-        f.publish_seconds.observe(seconds)
+    if _families is not None:
+        with _publish_lock:
+            _publishes[source] = _publishes.get(source, 0) + 1
+            _publish_time.observe(seconds)
 
 
 def dropped(reason: str) -> None:
@@ -190,13 +227,10 @@ def _dispatched(timestamp: float) -> None:
 
 
 def _observe_lags() -> None:
-    f = _families
     now = time.time()
-    stamps = _lags[:]
+    for timestamp in _lags:
+        _lag.observe(max(0.0, now - timestamp))
     _lags.clear()
-    if f is not None:
-        for timestamp in stamps:
-            f.delivery_lag.observe(max(0.0, now - timestamp))
 
 
 # -- sampling: the figures the code keeps anyway -------------------------------------
@@ -218,6 +252,11 @@ def sample(node: Node) -> None:
         f.connections.labels(transport).set(by_transport.get(transport, 0))
     _seen_transports.update(by_transport)
     f.subscriptions.set(subscriptions)
+    with _publish_lock:
+        for source in list(_publishes):
+            f.publishes.labels(source).inc(_publishes.pop(source))
+        _publish_time.flush(f.publish_seconds)
+    _lag.flush(f.delivery_lag)
     for transport, n in _news("deliveries", node.hub, node.hub.delivered).items():
         f.deliveries.labels(transport).inc(n)
     health = node.broker.health()
