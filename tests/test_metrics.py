@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import APP, server_env
+from tests.test_checks import check
 from tidings.client import ClientError, connect
 from tidings.testing import LiveServer, live_server
 
@@ -212,3 +213,11 @@ async def test_two_workers_add_up():
                 for client in clients:
                     await client.close()
             await until(srv, lambda s: value(s, "tidings_connections", transport="websocket") == 0)
+
+
+def test_several_workers_without_the_directory_warn(tmp_path):
+    lone = check(WEB_CONCURRENCY="2")
+    assert "tidings.W003" in lone.stderr + lone.stdout
+    assert "PROMETHEUS_MULTIPROC_DIR" in lone.stderr + lone.stdout
+    shared = check(WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    assert "tidings.W003" not in shared.stderr + shared.stdout

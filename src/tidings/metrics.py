@@ -104,6 +104,8 @@ class Families:
             buckets=LAG_BUCKETS,
         )
         # the labels a dashboard expects are there from the start, at 0
+        for transport in ("websocket", "sse", "longpoll"):
+            self.connections.labels(transport)
         for source in ("server", "client"):
             self.publishes.labels(source)
         for reason in ("slow_consumer", "rate_limited", "too_large", "forbidden"):
