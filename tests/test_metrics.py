@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import APP, server_env
 from tests.test_checks import check
+from tests.test_websocket import login
 from tidings.client import ClientError, connect
 from tidings.testing import LiveServer, live_server
 
@@ -221,3 +222,19 @@ def test_several_workers_without_the_directory_warn(tmp_path):
     assert "PROMETHEUS_MULTIPROC_DIR" in lone.stderr + lone.stdout
     shared = check(WEB_CONCURRENCY="2", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
     assert "tidings.W003" not in shared.stderr + shared.stdout
+
+
+async def test_a_connection_refused_as_it_opens_is_counted(make_server):
+    with make_server({"MAX_CONNECTIONS_PER_USER": 1}) as srv:
+        cookies = await asyncio.to_thread(login, srv, "metrics-many", "pw-metrics-many")
+        async with connect(srv.ws_url, cookies=cookies) as first:
+            await first.subscribe("test.one")
+            async with ws_connect(srv.ws_url, origin=srv.url, additional_headers={
+                "Cookie": f"sessionid={cookies['sessionid']}"
+            }) as second:  # fmt: skip
+                with pytest.raises(ConnectionClosed) as e:
+                    await asyncio.wait_for(second.recv(), 10)
+                assert e.value.rcvd is not None and e.value.rcvd.code == 4029
+            samples = await scrape(srv)
+        assert value(samples, "tidings_dropped_total", reason="too_many_connections") == 1
+        assert value(samples, "tidings_connections", transport="websocket") == 1

@@ -37,6 +37,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from tidings.core.protocol import CLOSE_SERVICE_RESTART, CLOSE_TOO_MANY, CLOSE_TRY_AGAIN
+
 if TYPE_CHECKING:
     from tidings.server.node import Node
 
@@ -198,6 +200,18 @@ def dropped(reason: str) -> None:
     f = _families
     if f is not None:
         f.dropped.labels(reason).inc()
+
+
+REFUSED = {  # a connection refused at once (Node.refusal), by its close code
+    CLOSE_TOO_MANY: "too_many_connections",  # MAX_CONNECTIONS_PER_USER
+    CLOSE_TRY_AGAIN: "connect_rate",  # CONNECT_RATE: a storm admitted at a bounded rate
+    CLOSE_SERVICE_RESTART: "shutting_down",
+}
+
+
+def refused(code: int) -> None:
+    """A new connection was closed at once with ``code``."""
+    dropped(REFUSED.get(code, str(code)))
 
 
 def output(item: Any) -> None:

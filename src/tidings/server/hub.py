@@ -82,6 +82,10 @@ class Hub:
         del self._topics[topic]
         return True
 
+    def counts(self) -> dict[str, int]:
+        """Every topic with local subscribers, and how many (for the admin panel)."""
+        return {topic: len(entry.subscribers) for topic, entry in self._topics.items()}
+
     def has(self, topic: str) -> bool:
         return topic in self._topics
 

@@ -50,7 +50,6 @@ from tidings.core.presence import Entry
 from tidings.core.protocol import (
     CLOSE_LOGGED_OUT,
     CLOSE_SLOW_CONSUMER,
-    CLOSE_TOO_MANY,
     Close,
     Error,
     Outcome,
@@ -131,11 +130,11 @@ class Subscriber(Performer):
         self._expiry: asyncio.TimerHandle | None = None
         self._opened = time.monotonic()
         if held:
-            limit = node.settings.max_connections_per_user
-            if limit and node.clients.count(user) >= limit:
-                self._held = False  # refused: it never counts, nothing is told
-                metrics.dropped("too_many_connections")
-                self.close(CLOSE_TOO_MANY, f"more than {limit} connections of this user")
+            refused = node.refusal(user)
+            if refused is not None:
+                self._held = False  # it never counts, nothing is told
+                metrics.refused(refused[0])
+                self.close(*refused)
                 return
             node.clients.add(self)
             if connected.receivers:

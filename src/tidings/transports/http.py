@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import math
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from django.utils.cache import patch_vary_headers
 
 from tidings import metrics
-from tidings.core.protocol import Error, Joined, Output, Subscribe
+from tidings.core.protocol import CLOSE_TOO_MANY, Error, Joined, Output, Subscribe
 from tidings.core.streams import parse_stream
 from tidings.grip.subscriber import ProxySubscriber
 from tidings.handshake import origin_allowed, request_caller
@@ -66,6 +68,15 @@ def error(code: str, message: str, topic: str | None = None, **headers: str) -> 
     if status == 503:
         headers.setdefault("Retry-After", RETRY_AFTER)
     return JsonResponse({"ok": False, "error": detail}, status=status, headers=headers)
+
+
+def refusal_response(code: int, reason: str) -> JsonResponse:
+    """A connection the node refused at once (:meth:`Node.refusal`), as HTTP says it."""
+    if code == CLOSE_TOO_MANY:
+        return error("too_many_connections", reason, **{"Retry-After": "5"})
+    hint = re.search(r"in ([0-9.]+) s", reason)  # 1013's "try again in 2.4 s"
+    wait = str(math.ceil(float(hint.group(1)))) if hint else "1"
+    return error("unavailable", f"{reason}.", **{"Retry-After": wait})
 
 
 def error_response(failed: Error) -> JsonResponse:
@@ -168,8 +179,8 @@ async def stream_request(
         subscriber: Subscriber = ProxySubscriber(node, user, transport=f"grip {transport}")
     else:
         subscriber = Subscriber(node, user, Mailbox(), transport=transport, grant=grant)
-        if subscriber.closing is not None:  # MAX_CONNECTIONS_PER_USER
-            return error("too_many_connections", subscriber.closing[1], **{"Retry-After": "5"})
+        if subscriber.closing is not None:  # refused at once: Node.refusal
+            return refusal_response(*subscriber.closing)
     for r in requests:
         if not await subscriber.run(subscriber.session.check(r)):
             failed = first_error(subscriber.take())
@@ -185,13 +196,14 @@ def opened(items: list[Output]) -> dict[str, Joined]:
 
 
 async def health_view(request: HttpRequest) -> JsonResponse:
-    """``GET /realtime/health``: 200 ``{"ok": true}`` while this process can deliver, else 503.
+    """``GET /realtime/health``: 200 ``{"ok": true}`` while this process can deliver, else
+    503. ``?ready=1`` (readiness) also says 503 while it drains for a shutdown.
 
     For load balancers and probes. Staff users also get the broker's details
     (reconnects, last error).
     """
     node = get_node()
-    health = node.health()
+    health = node.health(ready=request.GET.get("ready") == "1")
     body: dict[str, Any] = {"ok": health["ok"]}
     user = await request.auser()
     if getattr(user, "is_staff", False):
