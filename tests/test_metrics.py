@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import APP, server_env
+from tests.redis_server import redis_server
 from tests.test_checks import check
 from tests.test_websocket import login
 from tidings.client import ClientError, connect
@@ -238,3 +239,32 @@ async def test_a_connection_refused_as_it_opens_is_counted(make_server):
             samples = await scrape(srv)
         assert value(samples, "tidings_dropped_total", reason="too_many_connections") == 1
         assert value(samples, "tidings_connections", transport="websocket") == 1
+
+
+async def test_the_broker_going_away_and_coming_back(make_server):
+    with redis_server() as redis, make_server({"BROKER": redis.url + "?keepalive=1"}) as srv:
+        async with connect(srv.ws_url) as client:
+            await client.subscribe("test.broker")  # the listener runs once a topic is wanted
+            up = await scrape(srv)
+            assert value(up, "tidings_broker_up") == 1
+            assert value(up, "tidings_broker_reconnects_total") == 0
+            redis.stop()
+            await until(srv, lambda s: value(s, "tidings_broker_up") == 0, timeout=30)
+            redis.start()
+            back = await until(srv, lambda s: value(s, "tidings_broker_up") == 1, timeout=30)
+        assert value(back, "tidings_broker_reconnects_total") >= 1
+
+
+async def test_an_sse_stream_counts_as_sse(server):
+    def sse(s: Samples) -> float:
+        return value(s, "tidings_connections", transport="sse")
+
+    before = await scrape(server)
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as http,
+        http.stream("GET", "/realtime/sse?topic=test.metrics-sse") as stream,
+    ):
+        assert stream.status_code == 200
+        during = await until(server, lambda s: sse(s) == sse(before) + 1)
+        assert value(during, "tidings_subscriptions") >= 1
+    await until(server, lambda s: sse(s) == sse(before))
