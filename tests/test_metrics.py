@@ -7,10 +7,12 @@ import asyncio
 import glob
 import json
 import os
+import re
 import secrets
 import socket
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +28,7 @@ from tests.test_websocket import login
 from tidings.client import ClientError, connect
 from tidings.testing import LiveServer, live_server
 
+DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 FAMILIES = {
     "tidings_connections",
@@ -268,3 +271,15 @@ async def test_an_sse_stream_counts_as_sse(server):
         during = await until(server, lambda s: sse(s) == sse(before) + 1)
         assert value(during, "tidings_subscriptions") >= 1
     await until(server, lambda s: sse(s) == sse(before))
+
+
+async def test_the_grafana_dashboard_asks_for_families_that_exist(server):
+    dashboard = json.loads(DASHBOARD.read_text())
+    asked = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\btidings_\w+", target["expr"])
+    }
+    served = {name for name, _ in await scrape(server)}
+    assert asked and asked <= served, asked - served

@@ -108,6 +108,7 @@ class Families:
         # the labels a dashboard expects are there from the start, at 0
         for transport in ("websocket", "sse", "longpoll"):
             self.connections.labels(transport)
+            self.deliveries.labels(transport)
         for source in ("server", "client"):
             self.publishes.labels(source)
         for reason in ("slow_consumer", "rate_limited", "too_large", "forbidden"):
