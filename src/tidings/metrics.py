@@ -102,7 +102,7 @@ class Families:
         )  # fmt: skip
         self.delivery_lag = Histogram(
             "tidings_delivery_lag_seconds",
-            "From a message's publish to its fan-out's socket writes (the publisher's clock).",
+            "From a message's publish (the broker's clock) to its fan-out's socket writes.",
             buckets=LAG_BUCKETS,
         )
         # the labels a dashboard expects are there from the start, at 0
