@@ -47,6 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_TTL": 3600.0,
     "DRAIN_SECONDS": 5.0,
     "CONNECT_RATE": {"rate": 500.0, "burst": 1000},
+    "METRICS": True,
+    "METRICS_TOKEN": None,
 }
 """Every key of ``TIDINGS`` and its default; ``GRIP`` has none (unset: no Pushpin).
 What each key does: docs/settings.md."""
@@ -155,6 +157,8 @@ class Settings:
     drain_seconds: float = 5.0
     connect_rate: float = 500.0
     connect_burst: int = 1000
+    metrics: bool = True
+    metrics_token: str | None = None
 
     @property
     def ws_path(self) -> str:
@@ -241,7 +245,18 @@ def load() -> Settings:
         drain_seconds=float(raw["DRAIN_SECONDS"]),
         connect_rate=float(dict(raw["CONNECT_RATE"])["rate"]),
         connect_burst=int(dict(raw["CONNECT_RATE"])["burst"]),
+        metrics=bool(raw["METRICS"]),
+        metrics_token=_token(raw["METRICS_TOKEN"]),
     )
+
+
+def _token(value: Any) -> str | None:
+    """``TIDINGS["METRICS_TOKEN"]``: the bearer token a scrape from another host needs."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ImproperlyConfigured("TIDINGS['METRICS_TOKEN'] must be a string")
+    return value
 
 
 @functools.cache

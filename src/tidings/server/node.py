@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from django.core.signals import setting_changed
 
-from tidings import registry
+from tidings import metrics, registry
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.core.messages import Message, Position
@@ -101,6 +101,8 @@ class Node:
             from tidings.pgfeed import NotifyListener
 
             self.services["pg_listener"] = NotifyListener()
+        if settings.metrics:
+            metrics.attach(self)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -292,16 +294,27 @@ class Node:
         self, topic: str, event: str, data_json: str, formats_json: str | None = None
     ) -> Position:
         history = registry.lookup(topic, self.settings).history
+        started = time.perf_counter()
         position = self.broker.publish(topic, event, data_json, history, formats_json)
+        metrics.published("server", time.perf_counter() - started)
         for hook in self.published:
             hook(topic, event, data_json, formats_json, position)
         return position
 
     async def apublish(
-        self, topic: str, event: str, data_json: str, formats_json: str | None = None
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        formats_json: str | None = None,
+        *,
+        source: str = "server",
     ) -> Position:
+        """``source``: who asked, for the metrics (``server`` code, or a ``client``)."""
         history = registry.lookup(topic, self.settings).history
+        started = time.perf_counter()
         position = await self.broker.apublish(topic, event, data_json, history, formats_json)
+        metrics.published(source, time.perf_counter() - started)
         for hook in self.published:
             hook(topic, event, data_json, formats_json, position)
         return position

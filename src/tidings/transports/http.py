@@ -11,6 +11,8 @@ on a WebSocket. Its *cursor* (:func:`tidings.core.streams.parse_cursor`) is SSE'
 from __future__ import annotations
 
 import functools
+import hmac
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Coroutine
@@ -20,6 +22,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils.cache import patch_vary_headers
 
+from tidings import metrics
 from tidings.core.protocol import CLOSE_TOO_MANY, Error, Joined, Output, Subscribe
 from tidings.core.streams import parse_stream
 from tidings.grip.subscriber import ProxySubscriber
@@ -38,6 +41,7 @@ STATUS = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_allowed": 405,
+    "not_found": 404,
     "too_large": 413,
     "rate_limited": 429,
     "too_many_connections": 429,
@@ -205,3 +209,38 @@ async def health_view(request: HttpRequest) -> JsonResponse:
     if getattr(user, "is_staff", False):
         body["broker"] = health["broker"]
     return JsonResponse(body, status=200 if health["ok"] else 503)
+
+
+_FORWARDED = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP")
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponseBase:
+    """``GET /realtime/metrics``: this process's Prometheus metrics (all processes',
+    in multiprocess mode), :mod:`tidings.metrics`.
+
+    Without ``TIDINGS["METRICS_TOKEN"]`` only loopback clients are answered, and not
+    through a proxy (a request a proxy forwarded names its client in a header); with
+    it, every scrape must send ``Authorization: Bearer <token>``, from anywhere.
+    404 when ``TIDINGS["METRICS"]`` is off or prometheus_client is not installed.
+    """
+    node = get_node()
+    if not node.settings.metrics or metrics.families() is None:
+        return error("not_found", "Metrics are off: install tidings[metrics].")
+    token = node.settings.metrics_token
+    if token is not None:
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return error("unauthorized", "Send Authorization: Bearer <METRICS_TOKEN>.")
+    elif not _loopback(request):
+        return error("forbidden", "Metrics are served to loopback clients only.")
+    body, content_type = metrics.render(node)
+    return HttpResponse(body, content_type=content_type)
+
+
+def _loopback(request: HttpRequest) -> bool:
+    if any(request.META.get(header) for header in _FORWARDED):
+        return False
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "").is_loopback
+    except ValueError:
+        return False
