@@ -17,3 +17,14 @@ if os.environ.get("TIDINGS_TEST_LOG") == "json":  # tests/test_metrics.py: JSON 
         "formatters": {"json": {"()": "tidings.logging.JsonFormatter"}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     }
+
+if os.environ.get("TIDINGS_TEST_SPANS"):  # tests/test_tracing.py: OpenTelemetry spans to a file
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    _spans = open(os.environ["TIDINGS_TEST_SPANS"], "a", buffering=1)  # noqa: SIM115
+    _exporter = ConsoleSpanExporter(out=_spans, formatter=lambda s: s.to_json(indent=None) + "\n")
+    _provider = TracerProvider()
+    _provider.add_span_processor(SimpleSpanProcessor(_exporter))
+    trace.set_tracer_provider(_provider)

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "DRAIN_SECONDS": 5.0,
     "CONNECT_RATE": {"rate": 500.0, "burst": 1000},
     "METRICS": True,
+    "TRACING": True,
     "METRICS_TOKEN": None,
 }
 """Every key of ``TIDINGS`` and its default; ``GRIP`` has none (unset: no Pushpin).
@@ -158,6 +159,7 @@ class Settings:
     connect_rate: float = 500.0
     connect_burst: int = 1000
     metrics: bool = True
+    tracing: bool = True
     metrics_token: str | None = None
 
     @property
@@ -246,6 +248,7 @@ def load() -> Settings:
         connect_rate=float(dict(raw["CONNECT_RATE"])["rate"]),
         connect_burst=int(dict(raw["CONNECT_RATE"])["burst"]),
         metrics=bool(raw["METRICS"]),
+        tracing=bool(raw["TRACING"]),
         metrics_token=_token(raw["METRICS_TOKEN"]),
     )
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from django.core.signals import setting_changed
 
-from tidings import metrics, registry
+from tidings import metrics, registry, tracing
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.core.messages import Message, Position
@@ -82,6 +82,7 @@ class Node:
         # HTTP publishes hold no connection to keep a bucket in: one per client address
         self.http_rate = Buckets(settings.rate, settings.burst, time.monotonic)
         self.shutting_down = False
+        self.tracing = settings.tracing and tracing.enabled()  # OpenTelemetry (tidings.tracing)
         rate, burst = settings.connect_rate, settings.connect_burst
         self.admission = Bucket(rate, burst, time.monotonic) if rate > 0 else None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -145,7 +146,10 @@ class Node:
 
     def _deliver(self, message: Message) -> None:
         self.tag(message)
-        self.hub.dispatch(message)
+        if not self.tracing:
+            return self.hub.dispatch(message)
+        with tracing.delivering(message, self.hub.count(message.topic)):
+            self.hub.dispatch(message)
 
     def tag(self, message: Message) -> None:
         """Tag a message once, as it arrives live or from history: its coalescing key,
@@ -295,7 +299,12 @@ class Node:
     ) -> Position:
         history = registry.lookup(topic, self.settings).history
         started = time.perf_counter()
-        position = self.broker.publish(topic, event, data_json, history, formats_json)
+        if self.tracing:
+            with tracing.publishing(topic, event, data_json, "server") as span:
+                position = self.broker.publish(topic, event, data_json, history, formats_json)
+                tracing.published(span, position)
+        else:
+            position = self.broker.publish(topic, event, data_json, history, formats_json)
         metrics.published("server", time.perf_counter() - started)
         for hook in self.published:
             hook(topic, event, data_json, formats_json, position)
@@ -313,7 +322,13 @@ class Node:
         """``source``: who asked, for the metrics (``server`` code, or a ``client``)."""
         history = registry.lookup(topic, self.settings).history
         started = time.perf_counter()
-        position = await self.broker.apublish(topic, event, data_json, history, formats_json)
+        args = (topic, event, data_json, history, formats_json)
+        if self.tracing:
+            with tracing.publishing(topic, event, data_json, source) as span:
+                position = await self.broker.apublish(*args)
+                tracing.published(span, position)
+        else:
+            position = await self.broker.apublish(*args)
         metrics.published(source, time.perf_counter() - started)
         for hook in self.published:
             hook(topic, event, data_json, formats_json, position)
