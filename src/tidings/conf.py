@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS_PER_IP": 100,
     "MAX_CONNECTIONS_PER_USER": 100,
     "TOKEN_TTL": 3600.0,
+    "OUTBOX_RELAY": True,
+    "OUTBOX_POLL": 1.0,
 }
 """Every key of ``TIDINGS`` and its default; ``GRIP`` has none (unset: no Pushpin).
 What each key does: docs/settings.md."""
@@ -150,6 +152,8 @@ class Settings:
     max_connections_per_ip: int = 100
     max_connections_per_user: int = 100
     token_ttl: float = 3600.0
+    outbox_relay: bool = True
+    outbox_poll: float = 1.0
 
     @property
     def ws_path(self) -> str:
@@ -233,6 +237,8 @@ def load() -> Settings:
         max_connections_per_ip=int(raw["MAX_CONNECTIONS_PER_IP"]),
         max_connections_per_user=int(raw["MAX_CONNECTIONS_PER_USER"]),
         token_ttl=float(raw["TOKEN_TTL"]),
+        outbox_relay=bool(raw["OUTBOX_RELAY"]),
+        outbox_poll=float(raw["OUTBOX_POLL"]),
     )
 
 

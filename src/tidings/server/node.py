@@ -90,6 +90,10 @@ class Node:
             from tidings.pgfeed import NotifyListener
 
             self.services["pg_listener"] = NotifyListener()
+        if settings.outbox_relay:  # durable publishes (tidings.outbox)
+            from tidings.outbox.relay import Relay
+
+            self.services["outbox"] = Relay(self, settings.outbox_poll)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:

@@ -1,0 +1,83 @@
+"""Publishing one outbox row, through the broker's idempotent receipt where it has one.
+
+A relay publishes a row, then deletes it in its transaction. If it dies in between,
+the row stays, and the next relay publishes it again. The Redis broker's publish
+script keeps a *receipt* (``lua/publish.lua``: a batch that already ran under a
+receipt key returns what it returned then and publishes nothing), so a row is sent
+under a receipt named after the row itself, ``<prefix>:r:outbox:<row receipt>:<attempt>``,
+which lasts :data:`RECEIPT_TTL`: the second relay gets the first one's position back
+instead of publishing twice. The receipt is deleted once the row is.
+
+``attempts`` moves on only when Redis answered ``late`` (the try reached Redis after its
+deadline: nothing was published, and that answer is what the receipt now keeps).
+
+Other brokers are published to as usual (:meth:`Node.publish`): the memory broker
+lives and dies with the relay's process, and its subscribers with it; the PostgreSQL
+broker's receipts are not reached from here (docs/brokers.md: at least once, there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from tidings import registry
+from tidings.core.messages import Position
+from tidings.exceptions import BrokerError
+
+if TYPE_CHECKING:
+    from tidings.models import OutboxMessage
+    from tidings.server.node import Node
+
+RECEIPT_TTL = 7 * 86400.0  # seconds: longer than any relay outage worth surviving
+
+
+class Late(BrokerError):
+    """The broker refused the try as late: nothing was published; try again anew."""
+
+
+def receipt_key(prefix: str, row: OutboxMessage) -> str:
+    return f"{prefix}:r:outbox:{row.receipt}:{row.attempts}"
+
+
+def send(node: Node, row: OutboxMessage) -> Position:
+    """Publish ``row`` once: by receipt on Redis, else through the node."""
+    broker: Any = node.broker
+    if type(broker).__module__.startswith("tidings.brokers.redis"):
+        history = registry.lookup(row.topic, node.settings).history
+        position = _redis(broker, row, history)
+        for hook in node.published:
+            hook(row.topic, row.event, row.data, row.formats, position)
+        return position
+    return node.publish(row.topic, row.event, row.data, row.formats)
+
+
+def _redis(broker: Any, row: OutboxMessage, history: Any) -> Position:
+    """The publish script, run for this one row under the row's own receipt.
+
+    (It reads the broker's script arguments as the broker builds them: the broker
+    offers no receipt of the caller's choosing.)
+    """
+    from tidings.brokers.redis.options import ms, new_id
+
+    pending = broker._pending(row.topic, row.event, row.data, history, row.formats)
+    keys = [receipt_key(broker.names.prefix, row), *pending.keys]
+    args = [ms(broker.options.meta_ttl), new_id(), ms(RECEIPT_TTL), *pending.args]
+    try:
+        reply = broker._publish_sync(keys=keys, args=args)
+    except Exception as e:
+        raise BrokerError(f"Could not publish outbox row {row.id} to Redis: {e}") from e
+    line = str(reply).split("\n")[1]
+    if line == "late":
+        raise Late(f"Redis refused outbox row {row.id} as late; it is tried again.")
+    epoch, _, offset = line.partition(" ")
+    return Position(epoch, int(offset))
+
+
+def forget(node: Node, rows: list[OutboxMessage]) -> None:
+    """Delete the receipts of rows that are gone from the outbox (best effort: else
+    they expire)."""
+    broker: Any = node.broker
+    if rows and type(broker).__module__.startswith("tidings.brokers.redis"):
+        with contextlib.suppress(Exception):  # (else they expire within RECEIPT_TTL)
+            broker._sync.unlink(*(receipt_key(broker.names.prefix, r) for r in rows))

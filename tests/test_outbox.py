@@ -1,0 +1,148 @@
+"""Durable publish (tidings.outbox): a publishing process SIGKILLed right after COMMIT,
+before its on_commit publish, and the message still reaches a WebSocket subscriber of
+another, serving process: once, in order per topic. Real uvicorn servers, real
+redis-server, real processes; an SQLite database of this module's own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import APP, server_env
+from tests.redis_server import RedisServer, redis_server
+from tidings.core.messages import Position
+from tidings.testing import Client, LiveServer, live_server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = {"OUTBOX_POLL": 0.2}
+
+
+@pytest.fixture(scope="module")
+def db() -> Iterator[str]:
+    """A migrated SQLite database that no other test's server relays from."""
+    with tempfile.TemporaryDirectory(prefix="tidings-outbox-") as tmp:
+        path = os.path.join(tmp, "db.sqlite3")
+        done = subprocess.run(
+            [sys.executable, "demo/manage.py", "migrate", "-v0"],
+            cwd=ROOT, env=env(path), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        yield path
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as r:
+        yield r
+
+
+def env(path: str, tidings: dict[str, Any] | None = None) -> dict[str, str]:
+    return {**os.environ, **server_env(tidings), "DEMO_DB": path}
+
+
+def serving(path: str, **tidings: Any) -> AbstractContextManager[LiveServer]:
+    return live_server(APP, env={**server_env({**FAST, **tidings}), "DEMO_DB": path})
+
+
+async def manage(path: str, *args: str, **tidings: Any) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "demo/manage.py", *args],
+        cwd=ROOT, env=env(path, tidings), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+async def killed_after_commit(path: str, *args: str, **tidings: Any) -> None:
+    done = await manage(path, "outbox_test", "--kill", *args, **tidings)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+
+def outbox_rows(path: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT count(*) FROM tidings_outbox").fetchone()[0])
+
+
+def client(server: LiveServer) -> Client:
+    return Client(server.ws_url, origin=server.url)
+
+
+async def exactly(c: Client, count: int, quiet: float = 1.0) -> list[dict[str, Any]]:
+    """The next ``count`` messages, then none for ``quiet`` seconds."""
+    got = [await c.next_message(20) for _ in range(count)]
+    with pytest.raises(TimeoutError):
+        extra = await c.next_message(quiet)
+        print("unexpected", extra)
+    return got
+
+
+def topic() -> str:
+    return f"test.outbox.{secrets.token_hex(3)}"
+
+
+# -- the memory broker: the relay runs in the serving process ------------------------------
+async def test_killed_after_commit_is_still_delivered_once_in_order(db):
+    t, lost = topic(), topic()
+    with serving(db) as s:
+        async with client(s) as c:
+            await c.subscribe(t)
+            await c.subscribe(lost)
+            await killed_after_commit(db, "--topic", lost, "--n", "2", "--plain")
+            await killed_after_commit(db, "--topic", t, "--n", "5")
+            got = await exactly(c, 5)
+    assert [m["topic"] for m in got] == [t] * 5  # nothing of the plain publishes: lost
+    assert [m["data"] for m in got] == [{"i": i} for i in range(5)]
+    assert [Position.parse(m["position"]).offset for m in got] == [1, 2, 3, 4, 5]
+    assert outbox_rows(db) == 0
+
+
+async def test_rollback_sends_nothing_and_outside_a_transaction_is_relayed(db):
+    t = topic()
+    with serving(db) as s:
+        async with client(s) as c:
+            await c.subscribe(t)
+            done = await manage(db, "outbox_test", "--topic", t, "--n", "3", "--rollback")
+            assert done.returncode == 0, done.stderr
+            assert outbox_rows(db) == 0
+            done = await manage(db, "outbox_test", "--topic", t, "--n", "2", "--autocommit")
+            assert done.returncode == 0, done.stderr
+            got = await exactly(c, 2)
+    assert [m["data"] for m in got] == [{"i": 0}, {"i": 1}]
+
+
+async def test_a_durable_feed_survives_the_kill(db):
+    with serving(db) as s:
+        async with client(s) as c:
+            await c.subscribe("entries")
+            await killed_after_commit(db, "--entries", "--n", "3")
+            got = await exactly(c, 3)
+    assert [m["data"]["action"] for m in got] == ["create"] * 3
+    assert [m["data"]["data"]["text"] for m in got] == [f"entry {i}" for i in range(3)]
+
+
+async def test_a_commit_in_the_serving_process_wakes_its_relay_at_once(db):
+    """No waiting for the poll (30 s here) when the relay's own process commits."""
+    t = topic()
+    with serving(db, OUTBOX_POLL=30) as s:
+        async with client(s) as c, httpx.AsyncClient(base_url=s.url) as http:
+            await c.subscribe(t)
+            await asyncio.sleep(0.5)  # the relay's first pass is over: it waits now
+            started = time.monotonic()
+            body = {"topic": t, "n": 3, "durable": True, "transaction": "commit"}
+            r = await http.post("/test/publish", json=body)
+            assert r.status_code == 200 and r.json()["positions"] == [None] * 3
+            got = await exactly(c, 3)
+            assert time.monotonic() - started < 5
+    assert [m["data"]["i"] for m in got] == [0, 1, 2]
