@@ -146,3 +146,52 @@ async def test_a_commit_in_the_serving_process_wakes_its_relay_at_once(db):
             got = await exactly(c, 3)
             assert time.monotonic() - started < 5
     assert [m["data"]["i"] for m in got] == [0, 1, 2]
+
+
+# -- Redis: the publisher and the serving processes are different processes ---------------
+async def test_redis_two_servers_relay_three_killed_publishers_once_in_order(db, redis):
+    """Two serving processes, both relaying; three publishers killed after COMMIT."""
+    topics = [topic() for _ in range(3)]
+    with serving(db, BROKER=redis.url) as a, serving(db, BROKER=redis.url) as b:
+        async with client(a) as ca, client(b) as cb:
+            for t in topics:
+                await ca.subscribe(t)
+                await cb.subscribe(t)
+            await asyncio.gather(
+                *(killed_after_commit(db, "--topic", t, "--n", "20") for t in topics)
+            )
+            got_a, got_b = await exactly(ca, 60), await exactly(cb, 60)
+    for got in (got_a, got_b):
+        for t in topics:
+            mine = [m for m in got if m["topic"] == t]
+            assert [m["data"]["i"] for m in mine] == list(range(20))
+            assert [Position.parse(m["position"]).offset for m in mine] == list(range(1, 21))
+    assert outbox_rows(db) == 0
+
+
+async def test_redis_relay_killed_after_publishing_before_deleting_publishes_once(db, redis):
+    """The broker's receipt, named after the row: the next relay gets the first one's
+    position back instead of publishing it again."""
+    t = topic()
+    with serving(db, BROKER=redis.url, OUTBOX_RELAY=False) as s:
+        async with client(s) as c:
+            await c.subscribe(t)
+            await killed_after_commit(db, "--topic", t, "--n", "3", BROKER=redis.url)
+            assert outbox_rows(db) == 3
+            done = await manage(db, "outbox_test", "--relay-and-die", BROKER=redis.url)
+            assert done.returncode == -signal.SIGKILL, done.stderr
+            first = await c.next_message(20)
+            assert first["data"] == {"i": 0} and outbox_rows(db) == 3  # published, kept
+            done = await manage(db, "tidings_relay", "--once", BROKER=redis.url)
+            assert done.returncode == 0, done.stderr
+            assert "Published 3 durable message(s)." in done.stdout
+            rest = await exactly(c, 2)
+    assert [m["data"]["i"] for m in rest] == [1, 2]
+    assert [Position.parse(m["position"]).offset for m in [first, *rest]] == [1, 2, 3]
+    assert outbox_rows(db) == 0
+    assert redis.client().keys("tidings:r:outbox:*") == []  # receipts gone with the rows
+
+
+async def test_the_relay_command_refuses_the_memory_broker(db):
+    done = await manage(db, "tidings_relay", "--once")
+    assert done.returncode != 0 and "memory broker" in done.stderr
