@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
+from django.test import override_settings
 
-from tests.conftest import APP, server_env
+from tests.conftest import APP, need, server_env
 from tests.redis_server import RedisServer, redis_server
 from tidings.core.messages import Position
 from tidings.testing import Client, LiveServer, live_server
@@ -43,18 +44,44 @@ def db() -> Iterator[str]:
         yield path
 
 
+@pytest.fixture(scope="module")
+def pg() -> Iterator[str]:
+    """A migrated database of its own on the machine's PostgreSQL, dropped after."""
+    try:
+        admin = pg_connect("postgres")
+    except Exception as e:
+        need(f"PostgreSQL on 127.0.0.1:5432 ({e})", False)
+    name = f"tidings_outbox_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        done = subprocess.run(
+            [sys.executable, "demo/manage.py", "migrate", "-v0"],
+            cwd=ROOT, env=env(f"pg:{name}"), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        yield f"pg:{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 @pytest.fixture
 def redis() -> Iterator[RedisServer]:
     with redis_server() as r:
         yield r
 
 
+def where(path: str) -> dict[str, str]:
+    """The database of ``path``: an SQLite file, or ``pg:<name>`` on 127.0.0.1:5432."""
+    return {"DEMO_PG": path[3:]} if path.startswith("pg:") else {"DEMO_DB": path}
+
+
 def env(path: str, tidings: dict[str, Any] | None = None) -> dict[str, str]:
-    return {**os.environ, **server_env(tidings), "DEMO_DB": path}
+    return {**os.environ, **server_env(tidings), **where(path)}
 
 
 def serving(path: str, **tidings: Any) -> AbstractContextManager[LiveServer]:
-    return live_server(APP, env={**server_env({**FAST, **tidings}), "DEMO_DB": path})
+    return live_server(APP, env={**server_env({**FAST, **tidings}), **where(path)})
 
 
 async def manage(path: str, *args: str, **tidings: Any) -> subprocess.CompletedProcess[str]:
@@ -71,8 +98,19 @@ async def killed_after_commit(path: str, *args: str, **tidings: Any) -> None:
 
 
 def outbox_rows(path: str) -> int:
+    if path.startswith("pg:"):
+        with pg_connect(path[3:]) as pg:
+            return int(pg.execute("SELECT count(*) FROM tidings_outbox").fetchone()[0])
     with sqlite3.connect(path) as conn:
         return int(conn.execute("SELECT count(*) FROM tidings_outbox").fetchone()[0])
+
+
+def pg_connect(name: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(
+        host="127.0.0.1", port=5432, user="postgres", dbname=name, autocommit=True
+    )
 
 
 def client(server: LiveServer) -> Client:
@@ -195,3 +233,65 @@ async def test_redis_relay_killed_after_publishing_before_deleting_publishes_onc
 async def test_the_relay_command_refuses_the_memory_broker(db):
     done = await manage(db, "tidings_relay", "--once")
     assert done.returncode != 0 and "memory broker" in done.stderr
+
+
+# -- PostgreSQL: row locks, NOTIFY -------------------------------------------------------
+def relay_command(path: str, broker: str) -> subprocess.Popen[bytes]:
+    """``manage.py tidings_relay``, running until terminated."""
+    return subprocess.Popen(
+        [sys.executable, "demo/manage.py", "tidings_relay"],
+        cwd=ROOT,
+        env=env(path, {"BROKER": broker, "OUTBOX_POLL": 0.05}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def test_pg_four_relays_at_once_publish_each_row_once_in_order(pg, redis):
+    """Four ``tidings_relay`` running while five publishers commit 200 rows each and
+    are killed: heads FOR UPDATE SKIP LOCKED share the topics out, no row twice."""
+    topics = [topic() for _ in range(5)]
+    relays = [relay_command(pg, redis.url) for _ in range(4)]
+    try:
+        with serving(pg, BROKER=redis.url, OUTBOX_RELAY=False) as s:
+            async with client(s) as c:
+                for t in topics:
+                    await c.subscribe(t)
+                await asyncio.sleep(2)  # the relays are up
+                await asyncio.gather(
+                    *(killed_after_commit(pg, "--topic", t, "--n", "200") for t in topics)
+                )
+                got = await exactly(c, 1000, quiet=2)
+    finally:
+        for relay in relays:
+            relay.terminate()
+        errors = [relay.communicate(timeout=10)[1].decode() for relay in relays]
+    assert all(relay.returncode == -signal.SIGTERM for relay in relays), errors
+    for t in topics:
+        mine = [m for m in got if m["topic"] == t]
+        assert [m["data"]["i"] for m in mine] == list(range(200))
+        assert [Position.parse(m["position"]).offset for m in mine] == list(range(1, 201))
+    assert outbox_rows(pg) == 0
+
+
+async def test_pg_notify_wakes_the_relay_of_another_process(pg, redis):
+    t = topic()
+    with serving(pg, BROKER=redis.url, OUTBOX_POLL=30) as s:
+        async with client(s) as c:
+            await c.subscribe(t)
+            await asyncio.sleep(1)  # the relay has listened and made its first pass
+            started = time.monotonic()
+            await killed_after_commit(pg, "--topic", t, "--n", "3")
+            got = await exactly(c, 3)
+            assert time.monotonic() - started < 10
+    assert [m["data"]["i"] for m in got] == [0, 1, 2]
+
+
+def test_durable_refuses_on_commit_false_and_a_topic_too_long_for_the_table():
+    import tidings
+
+    with pytest.raises(ValueError, match="on_commit=False"):
+        tidings.publish("test.outbox.x", 1, durable=True, on_commit=False)
+    with override_settings(TIDINGS={"TOPIC_MAX_LENGTH": 1000}):
+        with pytest.raises(ValueError, match="at most 500"):
+            tidings.publish("t" * 501, 1, durable=True)

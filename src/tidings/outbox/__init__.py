@@ -28,9 +28,7 @@ CHANNEL = "tidings_outbox"  # PostgreSQL NOTIFY channel
 _wakers: list[Callable[[], None]] = []
 
 
-def write(
-    topic: str, event: str, data_json: str, formats_json: str | None, alias: str
-) -> None:
+def write(topic: str, event: str, data_json: str, formats_json: str | None, alias: str) -> None:
     """Insert the message into the outbox of database ``alias``, in its current
     transaction if there is one (else on its own: autocommit), and see that a relay is
     woken once it commits. ``ValueError`` for a topic too long for the table."""
