@@ -126,6 +126,14 @@ async def exactly(c: Client, count: int, quiet: float = 1.0) -> list[dict[str, A
     return got
 
 
+def in_order(got: list[dict[str, Any]], topics: list[str], n: int) -> None:
+    """Each topic got its ``n`` messages, once each, in the order they were written."""
+    for t in topics:
+        mine = [m for m in got if m["topic"] == t]
+        assert [m["data"]["i"] for m in mine] == list(range(n))
+        assert [Position.parse(m["position"]).offset for m in mine] == list(range(1, n + 1))
+
+
 def topic() -> str:
     return f"test.outbox.{secrets.token_hex(3)}"
 
@@ -199,11 +207,8 @@ async def test_redis_two_servers_relay_three_killed_publishers_once_in_order(db,
                 *(killed_after_commit(db, "--topic", t, "--n", "20") for t in topics)
             )
             got_a, got_b = await exactly(ca, 60), await exactly(cb, 60)
-    for got in (got_a, got_b):
-        for t in topics:
-            mine = [m for m in got if m["topic"] == t]
-            assert [m["data"]["i"] for m in mine] == list(range(20))
-            assert [Position.parse(m["position"]).offset for m in mine] == list(range(1, 21))
+    in_order(got_a, topics, 20)
+    in_order(got_b, topics, 20)
     assert outbox_rows(db) == 0
 
 
@@ -267,10 +272,7 @@ async def test_pg_four_relays_at_once_publish_each_row_once_in_order(pg, redis):
             relay.terminate()
         errors = [relay.communicate(timeout=10)[1].decode() for relay in relays]
     assert all(relay.returncode == -signal.SIGTERM for relay in relays), errors
-    for t in topics:
-        mine = [m for m in got if m["topic"] == t]
-        assert [m["data"]["i"] for m in mine] == list(range(200))
-        assert [Position.parse(m["position"]).offset for m in mine] == list(range(1, 201))
+    in_order(got, topics, 200)
     assert outbox_rows(pg) == 0
 
 

@@ -61,7 +61,8 @@ def aliases() -> list[str]:
 def relay_pass(node: Node, alias: str, limit: int = BATCH) -> int:
     """Publish and delete up to ``limit`` rows of ``alias``'s outbox; return how many.
 
-    Raises what the database or the broker raised, after committing what was published.
+    Raises what the database or the broker raised; a broker error only once the rows
+    published before it are deleted (committed), so none of them is published again.
     """
     from tidings.models import OutboxMessage
 
@@ -69,6 +70,7 @@ def relay_pass(node: Node, alias: str, limit: int = BATCH) -> int:
     if not rows.exists():  # (no lock taken for nothing: the usual answer)
         return 0
     sent: list[OutboxMessage] = []
+    error: Exception | None = None
     with transaction.atomic(using=alias):
         connection = connections[alias]
         if connection.vendor == "sqlite":  # the write lock first: no two passes at once
@@ -80,18 +82,22 @@ def relay_pass(node: Node, alias: str, limit: int = BATCH) -> int:
         if not topics:
             return 0
         batch = list(rows.filter(topic__in=topics).order_by("id").select_for_update()[:limit])
-        try:
-            for row in batch:
-                try:
-                    send(node, row)
-                except Late:  # nothing published: a fresh receipt next time
-                    rows.filter(id=row.id).update(attempts=row.attempts + 1)
-                    raise
-                sent.append(row)
-        finally:
-            if sent:
-                rows.filter(id__in=[r.id for r in sent]).delete()
+        for row in batch:
+            try:
+                send(node, row)
+            except Late as e:  # nothing published: a fresh receipt next time
+                rows.filter(id=row.id).update(attempts=row.attempts + 1)
+                error = e
+                break
+            except Exception as e:  # its topic's later rows wait for it: stop here
+                error = e
+                break
+            sent.append(row)
+        if sent:  # committed even when a row failed: those are published
+            rows.filter(id__in=[r.id for r in sent]).delete()
     forget(node, sent)
+    if error is not None:
+        raise error
     return len(sent)
 
 
@@ -166,6 +172,9 @@ class Relay:
 
     def drain(self) -> int:
         """Passes over every outbox until they are empty (in the relay's thread)."""
+        node = self.node
+        if node.loop is not None and not node.broker.health().get("connected"):
+            return 0  # (no locks held through a publish timeout; the poll comes back)
         total = 0
         for alias in aliases():
             if alias in self._missing:
