@@ -10,7 +10,7 @@ and deletes it: once, in order per topic, even with several relays
 (:mod:`tidings.outbox.relay` says how).
 
 Relays are woken rather than left to poll where they can be: a commit in a process
-that runs a relay wakes it at once; on PostgreSQL the write also sends ``NOTIFY
+that runs a relay wakes it at once; on PostgreSQL a trigger on the table sends ``NOTIFY
 tidings_outbox`` (transactional: only on commit), which every relay listens for; and
 every relay polls every ``OUTBOX_POLL`` seconds, the only wake-up SQLite has across
 processes.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.db import connections, transaction
+from django.db import transaction
 
 CHANNEL = "tidings_outbox"  # PostgreSQL NOTIFY channel
 
@@ -36,14 +36,11 @@ def write(topic: str, event: str, data_json: str, formats_json: str | None, alia
 
     if len(topic) > TOPIC_MAX:
         raise ValueError(f"A durable publish's topic has at most {TOPIC_MAX} characters.")
-    with transaction.atomic(using=alias):  # (a savepoint inside a transaction)
-        OutboxMessage.objects.using(alias).create(
-            topic=topic, event=event, data=data_json, formats=formats_json
-        )
-        connection = connections[alias]
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+    # One INSERT: in the caller's transaction (no savepoint), else in autocommit; on
+    # PostgreSQL a trigger sends the NOTIFY (migration 0002).
+    OutboxMessage.objects.using(alias).create(
+        topic=topic, event=event, data=data_json, formats=formats_json
+    )
     transaction.on_commit(wake, using=alias)
 
 
