@@ -297,3 +297,24 @@ def test_durable_refuses_on_commit_false_and_a_topic_too_long_for_the_table():
     with override_settings(TIDINGS={"TOPIC_MAX_LENGTH": 1000}):
         with pytest.raises(ValueError, match="at most 500"):
             tidings.publish("t" * 501, 1, durable=True)
+
+
+async def test_pg_broker_relay_killed_after_publishing_publishes_once(pg):
+    """The PostgreSQL broker on the outbox's own database: its receipt, named after the
+    row, spares the second publish when the next relay comes within its sweep's TTL."""
+    broker = f"postgresql://postgres@127.0.0.1:5432/{pg[3:]}"
+    t = topic()
+    with serving(pg, BROKER=broker, OUTBOX_RELAY=False) as s:
+        async with client(s) as c:
+            await c.subscribe(t)
+            await killed_after_commit(pg, "--topic", t, "--n", "3", BROKER=broker)
+            done = await manage(pg, "outbox_test", "--relay-and-die", BROKER=broker)
+            assert done.returncode == -signal.SIGKILL, done.stderr
+            first = await c.next_message(20)
+            assert first["data"] == {"i": 0} and outbox_rows(pg) == 3
+            done = await manage(pg, "tidings_relay", "--once", BROKER=broker)
+            assert done.returncode == 0, done.stderr
+            rest = await exactly(c, 2)
+    assert [m["data"]["i"] for m in rest] == [1, 2]
+    assert [Position.parse(m["position"]).offset for m in [first, *rest]] == [1, 2, 3]
+    assert outbox_rows(pg) == 0

@@ -11,14 +11,21 @@ instead of publishing twice. The receipt is deleted once the row is.
 ``attempts`` moves on only when Redis answered ``late`` (the try reached Redis after its
 deadline: nothing was published, and that answer is what the receipt now keeps).
 
-Other brokers are published to as usual (:meth:`Node.publish`): the memory broker
-lives and dies with the relay's process, and its subscribers with it; the PostgreSQL
-broker's receipts are not reached from here (docs/brokers.md: at least once, there).
+The PostgreSQL broker's publish function keeps receipts too (``{p}_receipts``), but
+its sweep deletes them after ``max(60 s, 4 * (publish_timeout + connect_timeout))``:
+there the row's receipt, ``outbox:<row receipt>``, spares a second publish when
+another relay takes the row over within that time (one running beside it does, as
+soon as the dead one's connection drops); later, it is published again. A try that
+arrived past its deadline rolled back, receipt included, so it needs no new one.
+
+The memory broker is published to as usual (:meth:`Node.publish`): it lives and dies
+with the relay's process, and its subscribers' connections with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from tidings import registry
@@ -43,9 +50,13 @@ def receipt_key(prefix: str, row: OutboxMessage) -> str:
 def send(node: Node, row: OutboxMessage) -> Position:
     """Publish ``row`` once: by receipt on Redis, else through the node."""
     broker: Any = node.broker
-    if type(broker).__module__.startswith("tidings.brokers.redis"):
+    kind = type(broker).__module__
+    if kind.startswith(("tidings.brokers.redis", "tidings.brokers.postgres")):
         history = registry.lookup(row.topic, node.settings).history
-        position = _redis(broker, row, history)
+        if kind.startswith("tidings.brokers.redis"):
+            position = _redis(broker, row, history)
+        else:
+            position = _postgres(broker, row, history)
         for hook in node.published:
             hook(row.topic, row.event, row.data, row.formats, position)
         return position
@@ -70,6 +81,28 @@ def _redis(broker: Any, row: OutboxMessage, history: Any) -> Position:
     line = str(reply).split("\n")[1]
     if line == "late":
         raise Late(f"Redis refused outbox row {row.id} as late; it is tried again.")
+    epoch, _, offset = line.partition(" ")
+    return Position(epoch, int(offset))
+
+
+def _postgres(broker: Any, row: OutboxMessage, history: Any) -> Position:
+    """The publish function, called for this one row under the row's own receipt (on
+    the broker's engine, as the broker's own batches are)."""
+    from tidings.brokers.postgres.broker import KEEP
+
+    p = broker._publish(row.topic, row.event, row.data, history, row.formats)
+    args = (f"outbox:{row.receipt}", secrets.token_hex(4), p.deadline, KEEP, [p.topic],
+            [p.event], [p.data], [p.formats], [p.size], [p.ttl])  # fmt: skip
+
+    async def call(conn: Any) -> str:
+        found = await (await conn.execute(broker._publish_sql, args)).fetchone()
+        return str(found[0])
+
+    timeout = broker.options.publish_timeout + 1
+    try:
+        line = broker._engine.call(broker._query(call), timeout).strip()
+    except Exception as e:
+        raise BrokerError(f"Could not publish outbox row {row.id} to PostgreSQL: {e}") from e
     epoch, _, offset = line.partition(" ")
     return Position(epoch, int(offset))
 
