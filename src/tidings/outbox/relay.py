@@ -5,8 +5,8 @@ One pass (:func:`relay_pass`) is one transaction on the outbox's database:
 1. Claim **heads**: the oldest row of each topic (no older row of its topic exists),
    locked with ``SELECT ... FOR UPDATE SKIP LOCKED``, so each relay running at the same
    time gets other topics and none waits for another.
-2. Lock the rows of those topics, oldest first, heads included (no ``SKIP LOCKED``:
-   another relay holds none of them, as it would then hold their older head).
+2. Lock the rows of those topics from their heads on, oldest first (no ``SKIP
+   LOCKED``: another relay holds none of them, as it would then hold their older head).
 3. Publish them in ``id`` order (:mod:`tidings.outbox.sending`: by receipt on Redis), and
    delete those published, in the same transaction. A failure stops the pass there, so
    no row is published after an older row of its topic that was not.
@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import operator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connections, router, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
 from tidings import outbox
 from tidings.outbox.sending import Late, forget, send
@@ -78,10 +80,13 @@ def relay_pass(node: Node, alias: str, limit: int = BATCH) -> int:
                 cursor.execute(f"UPDATE {OutboxMessage._meta.db_table} SET id = id WHERE 0")
         older = rows.filter(topic=OuterRef("topic"), id__lt=OuterRef("id"))
         heads = rows.filter(~Exists(older)).order_by("id").select_for_update(skip_locked=True)
-        topics = list(heads.values_list("topic", flat=True)[:limit])
-        if not topics:
+        claimed = list(heads.values_list("topic", "id")[:limit])
+        if not claimed:
             return 0
-        batch = list(rows.filter(topic__in=topics).order_by("id").select_for_update()[:limit])
+        # from each head on: a row of the topic committed since, older than its head,
+        # is a head for a later pass (taking it here could deadlock with its taker)
+        mine = functools.reduce(operator.or_, (Q(topic=t, id__gte=i) for t, i in claimed))
+        batch = list(rows.filter(mine).order_by("id").select_for_update()[:limit])
         for row in batch:
             try:
                 send(node, row)
