@@ -321,3 +321,22 @@ async def test_pg_broker_relay_killed_after_publishing_publishes_once(pg):
     assert [m["data"]["i"] for m in rest] == [1, 2]
     assert [Position.parse(m["position"]).offset for m in [first, *rest]] == [1, 2, 3]
     assert outbox_rows(pg) == 0
+
+
+async def test_pg_broker_on_the_same_database_publishes_in_the_transaction(pg):
+    """``django://default``: the message goes into the broker's history in the data's
+    transaction (one write): no outbox row, no relay, and a rollback leaves nothing."""
+    t, broker = topic(), "django://default"
+    with serving(pg, BROKER=broker, OUTBOX_RELAY=False) as s:
+        async with client(s) as c:
+            await c.subscribe(t)
+            await c.subscribe("entries")
+            done = await manage(pg, "outbox_test", "--topic", t, "--rollback", BROKER=broker)
+            assert done.returncode == 0, done.stderr
+            await killed_after_commit(pg, "--topic", t, "--n", "3", BROKER=broker)
+            await killed_after_commit(pg, "--entries", BROKER=broker)
+            assert outbox_rows(pg) == 0
+            got = await exactly(c, 4)
+    assert [m["data"]["i"] for m in got if m["topic"] == t] == [0, 1, 2]
+    assert [Position.parse(m["position"]).offset for m in got if m["topic"] == t] == [1, 2, 3]
+    assert [m["data"]["action"] for m in got if m["topic"] == "entries"] == ["create"]

@@ -71,7 +71,7 @@ def publish(
             raise ValueError("A durable publish is sent after its commit: drop on_commit=False.")
         from tidings import outbox
 
-        outbox.write(topic, event, data_json, formats_json, alias)
+        outbox.write(get_node(), topic, event, data_json, formats_json, alias)
         return None
     if on_commit and connections[alias].in_atomic_block:
         transaction.on_commit(
