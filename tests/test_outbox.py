@@ -6,6 +6,7 @@ redis-server, real processes; an SQLite database of this module's own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -134,6 +135,31 @@ def in_order(got: list[dict[str, Any]], topics: list[str], n: int) -> None:
         assert [Position.parse(m["position"]).offset for m in mine] == list(range(1, n + 1))
 
 
+@contextlib.asynccontextmanager
+async def three_rows_waiting(path: str, broker: str) -> AsyncIterator[Client]:
+    """A server that relays nothing itself, its client subscribed to a new topic, and
+    three rows of that topic in the outbox, from a publisher killed after COMMIT."""
+    t = topic()
+    with serving(path, BROKER=broker, OUTBOX_RELAY=False) as s:
+        async with client(s) as c:
+            await c.subscribe(t)
+            await killed_after_commit(path, "--topic", t, "--n", "3", BROKER=broker)
+            assert outbox_rows(path) == 3
+            yield c
+
+
+async def the_rest_once(c: Client, path: str, broker: str, first: dict[str, Any]) -> str:
+    """Row 0 of three arrived as ``first``: ``tidings_relay --once`` publishes rows 1 and 2,
+    and nothing twice; returns what it printed."""
+    done = await manage(path, "tidings_relay", "--once", BROKER=broker)
+    assert done.returncode == 0, done.stderr
+    rest = await exactly(c, 2)
+    assert [m["data"]["i"] for m in rest] == [1, 2]
+    assert [Position.parse(m["position"]).offset for m in [first, *rest]] == [1, 2, 3]
+    assert outbox_rows(path) == 0
+    return done.stdout
+
+
 def topic() -> str:
     return f"test.outbox.{secrets.token_hex(3)}"
 
@@ -218,24 +244,30 @@ async def test_redis_two_servers_relay_three_killed_publishers_once_in_order(db,
 async def test_redis_relay_killed_after_publishing_before_deleting_publishes_once(db, redis):
     """The broker's receipt, named after the row: the next relay gets the first one's
     position back instead of publishing it again."""
-    t = topic()
-    with serving(db, BROKER=redis.url, OUTBOX_RELAY=False) as s:
-        async with client(s) as c:
-            await c.subscribe(t)
-            await killed_after_commit(db, "--topic", t, "--n", "3", BROKER=redis.url)
-            assert outbox_rows(db) == 3
-            done = await manage(db, "outbox_test", "--relay-and-die", BROKER=redis.url)
-            assert done.returncode == -signal.SIGKILL, done.stderr
-            first = await c.next_message(20)
-            assert first["data"] == {"i": 0} and outbox_rows(db) == 3  # published, kept
-            done = await manage(db, "tidings_relay", "--once", BROKER=redis.url)
-            assert done.returncode == 0, done.stderr
-            assert "Published 3 durable message(s)." in done.stdout
-            rest = await exactly(c, 2)
-    assert [m["data"]["i"] for m in rest] == [1, 2]
-    assert [Position.parse(m["position"]).offset for m in [first, *rest]] == [1, 2, 3]
-    assert outbox_rows(db) == 0
+    async with three_rows_waiting(db, redis.url) as c:
+        done = await manage(db, "outbox_test", "--relay-and-die", BROKER=redis.url)
+        assert done.returncode == -signal.SIGKILL, done.stderr
+        first = await c.next_message(20)
+        assert first["data"] == {"i": 0} and outbox_rows(db) == 3  # published, kept
+        printed = await the_rest_once(c, db, redis.url, first)
+    assert "Published 3 durable message(s)." in printed
     assert redis.client().keys("tidings:r:outbox:*") == []  # receipts gone with the rows
+
+
+async def test_redis_frozen_mid_pass_keeps_what_was_published_and_the_rest_follows(db, redis):
+    """Redis stops (SIGSTOP) after a pass's first publish: the pass fails on the second
+    row, yet the first row's delete commits; the rest follows once Redis is back, each
+    row once (a try that reached Redis late published nothing)."""
+    assert redis.process is not None
+    url = f"{redis.url}?publish_timeout=1&retries=0&socket_timeout=1"
+    async with three_rows_waiting(db, url) as c:
+        frozen = str(redis.process.pid)
+        done = await manage(db, "outbox_test", "--relay-and-freeze", frozen, BROKER=url)
+        redis.process.send_signal(signal.SIGCONT)
+        assert done.returncode == 0 and done.stdout.startswith("BrokerError"), done
+        first = await c.next_message(20)
+        assert first["data"] == {"i": 0} and outbox_rows(db) == 2
+        await the_rest_once(c, db, url, first)
 
 
 async def test_the_relay_command_refuses_the_memory_broker(db):
@@ -306,21 +338,12 @@ async def test_pg_broker_relay_killed_after_publishing_publishes_once(pg):
     """The PostgreSQL broker on the outbox's own database: its receipt, named after the
     row, spares the second publish when the next relay comes within its sweep's TTL."""
     broker = f"postgresql://postgres@127.0.0.1:5432/{pg[3:]}"
-    t = topic()
-    with serving(pg, BROKER=broker, OUTBOX_RELAY=False) as s:
-        async with client(s) as c:
-            await c.subscribe(t)
-            await killed_after_commit(pg, "--topic", t, "--n", "3", BROKER=broker)
-            done = await manage(pg, "outbox_test", "--relay-and-die", BROKER=broker)
-            assert done.returncode == -signal.SIGKILL, done.stderr
-            first = await c.next_message(20)
-            assert first["data"] == {"i": 0} and outbox_rows(pg) == 3
-            done = await manage(pg, "tidings_relay", "--once", BROKER=broker)
-            assert done.returncode == 0, done.stderr
-            rest = await exactly(c, 2)
-    assert [m["data"]["i"] for m in rest] == [1, 2]
-    assert [Position.parse(m["position"]).offset for m in [first, *rest]] == [1, 2, 3]
-    assert outbox_rows(pg) == 0
+    async with three_rows_waiting(pg, broker) as c:
+        done = await manage(pg, "outbox_test", "--relay-and-die", BROKER=broker)
+        assert done.returncode == -signal.SIGKILL, done.stderr
+        first = await c.next_message(20)
+        assert first["data"] == {"i": 0} and outbox_rows(pg) == 3
+        await the_rest_once(c, pg, broker, first)
 
 
 async def test_pg_broker_on_the_same_database_publishes_in_the_transaction(pg):

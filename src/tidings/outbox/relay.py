@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tidings.outbox")
 
 BATCH = 100  # rows per pass
+LATE_RETRIES = 3  # passes at once after a "late" answer, per drain (clock skew: forever)
 
 
 def aliases() -> list[str]:
@@ -186,8 +187,18 @@ class Relay:
             if alias in self._missing:
                 continue
             connections[alias].close_if_unusable_or_obsolete()
+            late = 0
             try:
-                while n := relay_pass(self.node, alias):
+                while True:
+                    try:
+                        n = relay_pass(self.node, alias)
+                    except Late:  # its row has a fresh receipt now: again, a few times
+                        late += 1
+                        if late > LATE_RETRIES:
+                            raise
+                        continue
+                    if not n:
+                        break
                     total += n
             except DatabaseError:
                 if not self._no_table(alias):

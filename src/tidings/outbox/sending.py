@@ -18,13 +18,14 @@ another relay takes the row over within that time (one running beside it does, a
 soon as the dead one's connection drops); later, it is published again. A try that
 arrived past its deadline rolled back, receipt included, so it needs no new one.
 
-The memory broker is published to as usual (:meth:`Node.publish`): it lives and dies
-with the relay's process, and its subscribers' connections with it.
+The memory broker needs no receipt: it lives and dies with the relay's process, and
+its subscribers' connections with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ from tidings.exceptions import BrokerError
 if TYPE_CHECKING:
     from tidings.models import OutboxMessage
     from tidings.server.node import Node
+
+logger = logging.getLogger("tidings.outbox")
 
 RECEIPT_TTL = 7 * 86400.0  # seconds: longer than any relay outage worth surviving
 
@@ -48,19 +51,24 @@ def receipt_key(prefix: str, row: OutboxMessage) -> str:
 
 
 def send(node: Node, row: OutboxMessage) -> Position:
-    """Publish ``row`` once: by receipt on Redis, else through the node."""
+    """Publish ``row`` once (by receipt on Redis and PostgreSQL), then tell the node's
+    hooks (a GRIP proxy); a hook that fails is logged: the row is published all the
+    same, and must not be published again for it."""
     broker: Any = node.broker
     kind = type(broker).__module__
-    if kind.startswith(("tidings.brokers.redis", "tidings.brokers.postgres")):
-        history = registry.lookup(row.topic, node.settings).history
-        if kind.startswith("tidings.brokers.redis"):
-            position = _redis(broker, row, history)
-        else:
-            position = _postgres(broker, row, history)
-        for hook in node.published:
+    history = registry.lookup(row.topic, node.settings).history
+    if kind.startswith("tidings.brokers.redis"):
+        position = _redis(broker, row, history)
+    elif kind.startswith("tidings.brokers.postgres"):
+        position = _postgres(broker, row, history)
+    else:
+        position = broker.publish(row.topic, row.event, row.data, history, row.formats)
+    for hook in node.published:
+        try:
             hook(row.topic, row.event, row.data, row.formats, position)
-        return position
-    return node.publish(row.topic, row.event, row.data, row.formats)
+        except Exception:
+            logger.exception("a publish hook failed on outbox row %s (it is published)", row.id)
+    return position
 
 
 def _redis(broker: Any, row: OutboxMessage, history: Any) -> Position:

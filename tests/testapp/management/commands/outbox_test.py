@@ -5,7 +5,9 @@ transaction (``--plain``: without, to show what is lost; ``--autocommit``: outsi
 transaction; ``--rollback``: rolled back; ``--entries``: saves of the durable feed's
 model instead). ``--kill`` SIGKILLs this process right after COMMIT, in an on_commit
 hook registered before tidings' own. ``--relay-and-die`` runs one relay pass and
-SIGKILLs itself right after its first publish, before the pass deletes the row.
+SIGKILLs itself right after its first publish, before the pass deletes the row;
+``--relay-and-freeze <pid>`` SIGSTOPs that process (a redis-server) there instead, and
+prints what the pass raised.
 """
 
 import os
@@ -37,16 +39,25 @@ class Command(BaseCommand):
         parser.add_argument("--entries", action="store_true")
         parser.add_argument("--kill", action="store_true")
         parser.add_argument("--relay-and-die", action="store_true")
+        parser.add_argument("--relay-and-freeze", type=int)
 
     def handle(self, *args: Any, **o: Any) -> None:
-        if o["relay_and_die"]:
+        if o["relay_and_die"] or o["relay_and_freeze"]:
             from tidings.outbox.relay import relay_pass
             from tidings.server.node import get_node
 
             node = get_node()
-            node.published.append(die)  # right after the broker took the first row
-            relay_pass(node, DEFAULT_DB_ALIAS)
-            raise AssertionError("the relay pass published nothing")
+            pid = o["relay_and_freeze"]
+            if pid:  # right after the broker took the first row
+                node.published.append(lambda *a: os.kill(pid, signal.SIGSTOP))
+            else:
+                node.published.append(die)
+            try:
+                relay_pass(node, DEFAULT_DB_ALIAS)
+            except Exception as e:
+                self.stdout.write(f"{type(e).__name__}: {e}")
+                return
+            raise AssertionError("the relay pass did not fail")
 
         def write() -> None:
             for i in range(o["n"]):
