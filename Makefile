@@ -20,10 +20,13 @@ $(STAMP): $(LOCK) pyproject.toml
 	@touch $(STAMP)
 
 # make demo [PORT=8123] [BROKER=redis://127.0.0.1:6379/0 WORKERS=2]
+# With WORKERS, the workers' metrics meet in a fresh PROMETHEUS_MULTIPROC_DIR
+# (docs/operations.md), unless one is set already.
 demo: $(STAMP)
 	$(BIN)/python demo/manage.py migrate --noinput
 	$(BIN)/python demo/manage.py demo_admin --url http://$(HOST):$(PORT)/admin/
 	$(if $(BROKER),TIDINGS_BROKER=$(BROKER),) WEB_CONCURRENCY=$(or $(WORKERS),1) \
+	$(if $(WORKERS),PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$$(mktemp -d -t tidings-metrics.XXXXXX)},) \
 	$(BIN)/python -m uvicorn demo.asgi:application --host $(HOST) --port $(PORT) --app-dir . \
 	  --http tidings.serve:HttpProtocol --ws tidings.serve:WebSocketProtocol
 

@@ -18,7 +18,9 @@ database 11, flushed first), one row after another within a run, runs interleave
 
 The listener row: one started broker subscribed to one topic, a second process
 publishing to it through the broker from 4 threads; the listening process's CPU
-seconds per message it delivered (``time.process_time``, this process only).
+seconds per message it delivered (``time.process_time``, this process only). Its floor:
+the same publisher, read by a bare asyncio reader of the pub/sub socket (hiredis, a
+timeout per read, nothing delivered): what the event loop and the kernel cost here.
 
 The delivery row: one started broker subscribed to a topic, 200 lone ``apublish()``
 calls 5 ms apart, each timed from the call to its delivery in the same process.
@@ -186,22 +188,55 @@ def _listener(n: int, url: str = URL) -> float:
 
         await broker.start(deliver)
         await broker.subscribe("listened")
-        code = (
-            "import sys, threading; sys.path[:0] = sys.argv[3:]\n"
-            "from bench.brokers import _broker, _close, _history, PAYLOAD\n"
-            "b, h, n = _broker(sys.argv[2]), _history(), int(sys.argv[1]) // 4\n"
-            "def work(): [b.publish('listened', 'm', PAYLOAD, h) for _ in range(n)]\n"
-            "pool = [threading.Thread(target=work) for _ in range(4)]\n"
-            "[t.start() for t in pool]; [t.join() for t in pool]; _close(b)\n"
-        )
         before = time.process_time()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", code, str(n), url, *sys.path[:1], str(RESULTS.parent.parent)
-        )
+        proc = await _publisher(n, url)
         await asyncio.wait_for(done.wait(), 120)
         cpu = time.process_time() - before
         await proc.wait()
         await broker.close()
+        return cpu / n * 1e6
+
+    return uvloop.run(main())
+
+
+async def _publisher(n: int, url: str) -> asyncio.subprocess.Process:
+    """A second process publishing ``n`` messages to "listened" from 4 threads."""
+    code = (
+        "import sys, threading; sys.path[:0] = sys.argv[3:]\n"
+        "from bench.brokers import _broker, _close, _history, PAYLOAD\n"
+        "b, h, n = _broker(sys.argv[2]), _history(), int(sys.argv[1]) // 4\n"
+        "def work(): [b.publish('listened', 'm', PAYLOAD, h) for _ in range(n)]\n"
+        "pool = [threading.Thread(target=work) for _ in range(4)]\n"
+        "[t.start() for t in pool]; [t.join() for t in pool]; _close(b)\n"
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, str(n), url, *sys.path[:1], str(RESULTS.parent.parent)
+    )
+
+
+def _listener_floor(n: int) -> float:
+    """The listener row's floor: CPU seconds per message of a bare reader of the same
+    pub/sub stream (asyncio streams, a timeout per read, hiredis; nothing delivered)."""
+
+    async def main() -> float:
+        import hiredis
+
+        from tidings.brokers.redis.options import Names
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", 6379)
+        words: tuple[Any, ...] = ("SUBSCRIBE", Names("tidings", 11).channel("listened"))
+        writer.write(hiredis.pack_command(words))
+        parser, got = hiredis.Reader(encoding="utf-8"), 0
+        before = time.process_time()
+        proc = await _publisher(n, URL)
+        while got < n:
+            async with asyncio.timeout(120):
+                parser.feed(await reader.read(1 << 16))
+            while (reply := parser.gets()) is not False:
+                got += reply[0] == "message"
+        cpu = time.process_time() - before
+        await proc.wait()
+        writer.close()
         return cpu / n * 1e6
 
     return uvloop.run(main())
@@ -244,6 +279,7 @@ def one_run(n: int, brokers: list[str]) -> dict[str, float]:
                 ROWS[4]: _tasks(n // 4, 1),
                 ROWS[5]: _tasks(n, 64),
                 "listener µs CPU per message": _listener(n // 2 // 4 * 4),
+                "listener floor µs CPU per message": _listener_floor(n // 2 // 4 * 4),
             }
         )
         figures["delivery ms p50"], figures["delivery ms p99"] = _latency(200)
@@ -284,7 +320,12 @@ def report(runs: list[dict[str, float]], machine: dict[str, Any]) -> str:
             "",
             f"Best concurrent tidings rate: {best / ref:.2f}x pipelined PUBLISH; "
             f"16 threads: {med[ROWS[3]] / ref:.2f}x.",
-            f"Listener: {med['listener µs CPU per message']:.1f} µs of CPU per message received.",
+            f"Listener: {med['listener µs CPU per message']:.1f} µs of CPU per message received"
+            + (
+                f" (a bare reader of the same stream: {floor:.1f} µs)."
+                if (floor := med.get("listener floor µs CPU per message")) is not None
+                else "."
+            ),
             f"A lone apublish() to its delivery: {med['delivery ms p50']:.2f} ms median, "
             f"{med['delivery ms p99']:.2f} ms 99th percentile.",
             "",

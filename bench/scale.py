@@ -73,6 +73,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=400, help="handshakes in flight (all)")
     p.add_argument("--broadcasts", type=int, default=3, help="single broadcasts to all N")
     p.add_argument("--storm-messages", type=int, default=6, help="published during the storm")
+    p.add_argument(
+        "--kill",
+        type=int,
+        help="workers the storm kills (default: all); fewer: the others' clients stay "
+        "connected, get lone broadcasts every --probe-interval during the storm, and "
+        "their latency is compared with the same before it",
+    )
+    p.add_argument("--probe-interval", type=float, default=0.25, help="seconds (--kill)")
     p.add_argument("--timeout", type=float, default=1500.0, help="global deadline, seconds")
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the results")
     p.add_argument("--stem", help="file name stem (default: scale for N=50,000)")
@@ -207,23 +215,47 @@ class Run:
         if delivered < self.n:
             raise RuntimeError(f"broadcast {seq + 1}: {delivered} of {self.n} got it")
 
+    def probe(self, publish: Any, seq: int) -> tuple[Any, dict[str, float]]:
+        """``--storm-messages`` lone broadcasts, ``--probe-interval`` apart: the last
+        one's position, and their latency at the clients never cut meanwhile."""
+        a = self.args
+        self.ask({"cmd": "probe"})
+        last = None
+        for k in range(a.storm_messages):
+            last = publish(TOPIC, stamped(seq + k))
+            time.sleep(a.probe_interval)
+        time.sleep(1.0)
+        got = [v for x in self.ask({"cmd": "probes"}) for v in x["probes_ns"]]
+        return last, {"samples": len(got), **percentiles(got)}
+
     def storm(self, publish: Any, seq: int) -> None:
         a, r = self.args, self.r
         timeout = self.deadline(per_k=4, floor=90)
         old = self.cluster.worker_pids()
+        kill = len(old) if a.kill is None else min(a.kill, len(old))
+        probing = kill < len(old)
+        if probing:  # the same lone broadcasts before the storm, to compare
+            _, r["probe_before_storm"] = self.probe(publish, seq)
+            seq += a.storm_messages
         t_kill = time.time_ns()
-        for pid in old:
+        for pid in old[:kill]:
             os.kill(pid, signal.SIGKILL)
-        early = (a.storm_messages + 1) // 2
+        early = 0 if probing else (a.storm_messages + 1) // 2
         last = None
         for k in range(early):  # while no worker runs
             last = publish(TOPIC, stamped(seq + k))
-        restarted_s = self.cluster.ready(time.monotonic() + 120, since_kill=old)
-        log(f"storm: workers killed, new ones up {restarted_s:.1f} s later")
-        for k in range(early, a.storm_messages):  # as clients come back
+        if probing:  # while the cut clients come back to the workers still up
+            last, r["probe_during_storm"] = self.probe(publish, seq)
+            self.cluster.ready(time.monotonic() + 120, since_kill=old[:kill])
+            restarted_s = (time.time_ns() - t_kill) / 1e9  # (at most: probed meanwhile)
+        else:
+            restarted_s = self.cluster.ready(time.monotonic() + 120, since_kill=old)
+        log(f"storm: {kill} worker(s) killed, new ones up {restarted_s:.1f} s later")
+        for k in range(early, 0 if probing else a.storm_messages):  # as clients come back
             last = publish(TOPIC, stamped(seq + k))
         final = int(str(last).rpartition(":")[2]) if last is not None else seq
-        replies = self.ask({"cmd": "recover", "final": final, "timeout": timeout})
+        command = {"cmd": "recover", "final": final, "timeout": timeout, "kept": probing}
+        replies = self.ask(command)
         resumed = [v - t_kill for x in replies for v in x["resumed_ns"]]
         s = {
             key: sum(x[key] for x in replies)
@@ -243,13 +275,16 @@ class Run:
             errors=_merge(x["errors"] for x in replies),
             deadline_s=timeout,
         )
+        s["killed_workers"] = kill
         s["ok"] = (
-            s["back"] == s["cut"] == s["at_final"] == self.n
+            s["back"] == s["cut"]
+            and s["at_final"] == self.n
+            and (probing or s["cut"] == self.n)
             and s["recovered_false"] == s["duplicates"] == s["gaps"] == s["epoch_changes"] == 0
         )
         # workers that started again after the storm's new ones (uvicorn's master replaces
         # a worker that dies or misses its 5 s health check): each such start cut clients
-        s["extra_worker_starts"] = len(self.cluster.ready_pids()) - 2 * a.workers
+        s["extra_worker_starts"] = len(self.cluster.ready_pids()) - a.workers - kill
         r["storm"] = s
         r["rss_after_storm"] = self.rss()
         log(f"storm: {s['back']:,} of {self.n:,} back, ok={s['ok']}, in {s['all_done_s']:.1f} s")

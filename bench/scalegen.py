@@ -23,6 +23,8 @@ line on stdout (logs go to stderr):
 
 - ``connect``: start every subscriber (``concurrency`` first connections in flight)
   and answer once each is subscribed, or at ``deadline``;
+- ``probe`` / ``probes``: from now, the latency of every message at each client never
+  cut; then those latencies (a storm that cuts some clients: what the others see);
 - ``arm``: count the next ``message`` of every subscriber, with its latency from the
   data's ``"t"`` stamp; answered at once (``armed``);
 - ``collect``: answer once every subscriber has the armed message (or at
@@ -46,6 +48,7 @@ from typing import Any
 
 import uvloop
 
+from bench.wire import STAMP
 from bench.wsclient import Tally, WSClient
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
@@ -67,6 +70,8 @@ class Connection(WSClient):
     """One connection of a :class:`Subscriber`: hands it every message frame."""
 
     track = True
+    # while probing: the latency of each message at a client never cut (``probe``)
+    probes: list[int] | None = None
 
     def __init__(self, owner: Subscriber, tally: Tally, host: str, port: int, path: str) -> None:
         super().__init__(tally, host, port, path)
@@ -76,6 +81,10 @@ class Connection(WSClient):
     def message(self, data: bytes, start: int, end: int) -> None:
         j = data.find(POSITION, start, end) + len(POSITION)
         self.owner.position(data[j : data.find(b'"', j, end)])
+        probes = Connection.probes
+        if probes is not None and self.owner.cuts == 0:
+            k = data.find(STAMP, start, end) + len(STAMP)
+            probes.append(time.time_ns() - int(data[k : data.find(b",", k, end)]))
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -257,18 +266,19 @@ class Generator:
             "latencies_ns": self.tally.latencies,
         }
 
-    async def recover(self, final: int, deadline: float) -> dict[str, Any]:
+    async def recover(self, final: int, deadline: float, kept: bool = False) -> dict[str, Any]:
         self.errors.clear()
         subs = self.subs
 
-        def back(s: Subscriber) -> bool:
-            return s.cuts > 0 and s.recovered + s.unrecovered >= s.cuts and s.offset >= final
+        def back(s: Subscriber) -> bool:  # (a client never cut, when not all were: at final)
+            resumed = s.cuts > 0 and s.recovered + s.unrecovered >= s.cuts
+            return (resumed or (kept and s.cuts == 0)) and s.offset >= final
 
         await self.wait(lambda: all(back(s) for s in subs), deadline)
         return {
             "done_ns": time.time_ns(),  # within 50 ms of the last client's last message
             "final": final,
-            "back": sum(back(s) for s in subs),
+            "back": sum(back(s) and s.cuts > 0 for s in subs),
             "connected": len(self.live),
             "cut": sum(s.cuts > 0 for s in subs),
             "cuts": sum(s.cuts for s in subs),
@@ -310,8 +320,14 @@ async def serve(opts: dict[str, Any]) -> None:
             reply = {"armed": True}
         elif name == "collect":
             reply = await gen.collect(deadline)
+        elif name == "probe":  # latencies at never-cut clients, from now
+            Connection.probes = []
+            reply = {"probing": True}
+        elif name == "probes":
+            reply = {"probes_ns": Connection.probes or []}
+            Connection.probes = None
         elif name == "recover":
-            reply = await gen.recover(int(cmd["final"]), deadline)
+            reply = await gen.recover(int(cmd["final"]), deadline, bool(cmd.get("kept")))
         elif name == "stop":
             await gen.stop()
             print(json.dumps({"stopped": True}), flush=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -130,7 +131,8 @@ class Cluster:
 
     def ready_pids(self) -> set[int]:
         text = self.log_path.read_text(errors="replace")
-        return {int(line.split()[1]) for line in text.splitlines() if line.startswith(READY)}
+        # (two workers may print at once: a marker need not start its line)
+        return {int(pid) for pid in re.findall(re.escape(READY) + r"(\d+)", text)}
 
     def ready(self, deadline: float, since_kill: list[int] | None = None) -> float:
         """Wait until W workers that are not in ``since_kill`` are ready; seconds taken."""

@@ -81,12 +81,21 @@ def markdown(doc: dict[str, Any]) -> str:
             f"({s['published_while_down']}) |",
             f"| storm: duplicates / gaps / epoch changes | {s['duplicates']} / {s['gaps']} / "
             f"{s['epoch_changes']} |",
+            f"| storm: workers killed | {s.get('killed_workers', '-')} |",
             f"| storm: workers started again during it (uvicorn's master) | "
             f"{s.get('extra_worker_starts', '-')} |",
             f"| storm: failed reconnect attempts (retried) | {s['failed_attempts']:,}"
             + (f": {_counts(s['errors'])}" if s["errors"] else "")
             + " |",
         ]
+    for key, label in (("probe_before_storm", "before"), ("probe_during_storm", "during")):
+        p = r.get(key)
+        if p:
+            lines.append(
+                f"| lone broadcasts at clients never cut, {label} the storm | "
+                f"p50 {_ms(p.get('p50_ms'))}, p99 {_ms(p.get('p99_ms'))} ms "
+                f"({p['samples']:,} deliveries) |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -183,3 +183,31 @@ def test_bench_scale_tiny_run(tmp_path: Path) -> None:
     assert storm["duplicates"] == storm["gaps"] == storm["epoch_changes"] == 0
     assert storm["final_offset"] == 2 + storm["messages"]  # the broadcasts, then the storm's
     assert (tmp_path / "scale-partial.md").read_text().startswith("Run ")
+
+
+@pytest.mark.timeout(180)
+def test_bench_scale_storm_that_cuts_one_worker_of_two(tmp_path: Path) -> None:
+    """``--kill 1``: the clients of the worker killed come back resumed; the others stay
+    connected and get the lone broadcasts probed before and during the storm."""
+    need("Redis at 127.0.0.1:6379", redis_missing() is None)
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "bench.scale", "--n", "200", "--workers", "2",
+            "--loadgens", "2", "--broadcasts", "1", "--kill", "1", "--storm-messages", "4",
+            "--probe-interval", "0.1", "--timeout", "140", "--out", str(tmp_path),
+        ],
+        cwd=ROOT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )  # fmt: skip
+    r = json.loads((tmp_path / "scale-partial.json").read_text())["result"]
+    assert proc.returncode == 0 and r["error"] is None, proc.stderr[-3000:]
+    storm = r["storm"]
+    assert storm["ok"] and storm["killed_workers"] == 1
+    assert 0 < storm["cut"] == storm["back"] < 200 and storm["at_final"] == 200
+    assert storm["duplicates"] == storm["gaps"] == storm["recovered_false"] == 0
+    before, during = r["probe_before_storm"], r["probe_during_storm"]
+    assert before["samples"] == 4 * 200  # every client got every probe before the storm
+    assert 0 < during["samples"] <= 4 * (200 - storm["cut"])  # the never-cut ones, during
+    assert "lone broadcasts at clients never cut" in (tmp_path / "scale-partial.md").read_text()

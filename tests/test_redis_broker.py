@@ -218,6 +218,125 @@ async def test_a_publish_that_arrives_after_its_deadline_is_refused(broker):
     assert b._published("fine", fine).offset == 1  # a batch's other messages go on
 
 
+async def test_batches_in_flight_are_written_again_in_order_and_published_once(redis):
+    """The pipeline's connection is killed again and again while 64 tasks publish,
+    several batches in flight each time: each topic's history holds every message at
+    most once (a batch written again returns its receipt instead of running twice),
+    each task's in the order it made them, and every answer is its own message's."""
+    b, _ = await started(redis.url + "?retries=6")
+    c = redis.client()
+    stop = threading.Event()
+    kills = []
+
+    def killer() -> None:
+        while not stop.is_set():
+            kills.append(c.client_kill_filter(_type="normal", skipme=True))
+            time.sleep(0.02)
+
+    async def task(k: int) -> list[tuple[int, int]]:
+        answered = []
+        for i in range(40):
+            try:
+                position = await b.apublish(f"o{k % 8}", "m", f"{k} {i}", KEEP)
+            except BrokerError:  # the one uncertain case: published or not
+                continue
+            answered.append((position.offset, i))
+        return answered
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        results = await asyncio.gather(*(task(k) for k in range(64)))
+    finally:
+        stop.set()
+        thread.join()
+    assert sum(kills) >= 3, f"the connection was killed {sum(kills)} times only"
+    assert sum(map(len, results)) > 64 * 40 * 0.9  # failures are rare, not the rule
+    for topic in range(8):
+        epoch = (await b.history(f"o{topic}", None)).position.epoch
+        replay = await b.history(f"o{topic}", Position(epoch, 0))
+        data = [m.data_json for m in replay.messages]
+        assert [m.position.offset for m in replay.messages] == list(range(1, len(data) + 1))
+        assert len(set(data)) == len(data)  # nobody's publish twice
+        for k in range(topic, 64, 8):
+            mine = [int(d.split()[1]) for d in data if d.split()[0] == str(k)]
+            assert mine == sorted(mine)  # a task's publishes in the order it made them
+            assert all(data[o - 1] == f"{k} {i}" for o, i in results[k])
+    await b.close()
+
+
+async def test_threads_publishing_to_one_topic_keep_their_order(broker):
+    """16 threads and 16 tasks on one topic: one contiguous history, each publisher's
+    messages in the order it made them, each answer the offset its message got."""
+    b, _ = broker
+    answers: dict[str, list[int]] = {}
+
+    def thread(k: int) -> None:
+        answers[f"t{k}"] = [b.publish("one", "m", f"t{k} {i}", KEEP).offset for i in range(30)]
+
+    async def task(k: int) -> None:
+        answers[f"a{k}"] = [
+            (await b.apublish("one", "m", f"a{k} {i}", KEEP)).offset for i in range(30)
+        ]
+
+    threads = [threading.Thread(target=thread, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    await asyncio.gather(*(task(k) for k in range(16)))
+    for t in threads:
+        await joined(t)
+    epoch = (await b.history("one", None)).position.epoch
+    replay = await b.history("one", Position(epoch, 0))
+    data = [m.data_json for m in replay.messages]
+    assert [m.position.offset for m in replay.messages] == list(range(1, 32 * 30 + 1))
+    for who, offsets in answers.items():
+        assert [data[o - 1] for o in offsets] == [f"{who} {i}" for i in range(30)]
+        assert offsets == sorted(offsets)
+
+
+async def test_apublish_to_a_frozen_redis_is_refused_in_time_and_never_appears(redis):
+    """50 publishes at once, several batches in flight, to a frozen Redis: each raises
+    within about publish_timeout, and none is published when Redis wakes up."""
+    url = redis.url + "?socket_timeout=0.5&socket_connect_timeout=0.5&publish_timeout=1"
+    b = broker_from_url(url)
+    before = await b.apublish("fz", "m", "before", KEEP)
+    redis.pause()
+    try:
+        t0 = time.monotonic()
+        results = await asyncio.gather(
+            *(b.apublish("fz", "m", f"lost {i}", KEEP) for i in range(50)),
+            return_exceptions=True,
+        )
+        assert time.monotonic() - t0 < 5
+        assert all(isinstance(r, BrokerError) for r in results), results[:3]
+        await asyncio.sleep(1.5)  # the stuck attempts now wait past their deadline
+    finally:
+        redis.resume()
+    after = await b.apublish("fz", "m", "after", KEEP)
+    replay = await b.history("fz", Position(before.epoch, 0))
+    assert [m.data_json for m in replay.messages] == ["before", "after"]
+    assert after.offset == 2
+    await b.close()
+
+
+async def test_a_redis_that_refuses_the_script_fails_each_publish_with_the_reason(redis):
+    """An ACL without SCRIPT: every publish raises, saying so, none hangs or is retried
+    for long, and the pipeline serves again once the ACL allows it."""
+    c = redis.client()
+    c.acl_setuser("pub", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+                  commands=["+@all", "-script"])  # fmt: skip
+    b = broker_from_url(redis.url.replace("redis://", "redis://pub:pw@", 1))
+    t0 = time.monotonic()
+    results = await asyncio.gather(
+        *(b.apublish("acl", "m", str(i), KEEP) for i in range(20)), return_exceptions=True
+    )
+    assert time.monotonic() - t0 < 3
+    assert all(isinstance(r, BrokerError) and "script" in str(r).lower() for r in results)
+    c.acl_setuser("pub", enabled=True, commands=["+script"])
+    assert (await b.apublish("acl", "m", "now", KEEP)).offset == 1
+    await b.close()
+
+
 async def test_formats_travel_with_the_message(broker):
     b, got = broker
     await b.subscribe("f")

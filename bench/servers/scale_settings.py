@@ -18,6 +18,10 @@ from bench.servers.tidings_settings import *  # noqa: F403
 from bench.servers.tidings_settings import TIDINGS
 
 TIDINGS = {**TIDINGS, "MAX_CONNECTIONS_PER_IP": 0}
+# BENCH_CONNECT_RATE="rate,burst" (or "0": no admission limit) overrides CONNECT_RATE
+if os.environ.get("BENCH_CONNECT_RATE"):
+    rate, _, burst = os.environ["BENCH_CONNECT_RATE"].partition(",")
+    TIDINGS["CONNECT_RATE"] = {"rate": float(rate), "burst": int(burst or 1)}
 
 if os.environ.get("BENCH_SCALE_MARK") == "1":
     print(f"scale-worker-ready {os.getpid()}", file=sys.stderr, flush=True)

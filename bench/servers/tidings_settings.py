@@ -5,7 +5,8 @@ Two settings differ from the defaults, so that the bench measures fan-out rather
 the guards: ``RATE_LIMIT`` is raised (the publisher sends bursts of thousands of frames
 on one socket) and ``QUEUE_SIZE`` too (a whole burst may be queued for a subscriber
 before its socket drains). History keeps its defaults: appending to it is part of
-every publish. ``BENCH_TIDINGS_BROKER`` picks the broker (``memory://`` by default).
+every publish. ``BENCH_TIDINGS_BROKER`` picks the broker (``memory://`` by default);
+``BENCH_TIDINGS_METRICS=0`` turns the Prometheus metrics off.
 The middleware is ``startproject``'s (without messages): the SSE target's streams are
 Django requests and go through it, as they would in a real project.
 """
@@ -42,6 +43,8 @@ TIDINGS = {
     "RATE_LIMIT": {"rate": 1e9, "burst": 10**9},
     "QUEUE_SIZE": 100_000,
     "RULES": {"bench.*": {"subscribe": True, "publish": True}},
+    # BENCH_TIDINGS_METRICS=0: no Prometheus metrics, to measure what counting costs
+    "METRICS": os.environ.get("BENCH_TIDINGS_METRICS", "1") == "1",
 }
 LOGGING = {
     "version": 1,

@@ -11,13 +11,15 @@
   on any other path is handed to the Django view its URL resolves to, through the
   usual middleware; the view accepts it by returning
   :func:`tidings.holds.hold_websocket`, anything else refuses it.
-- ``lifespan`` starts and stops this process's broker. On SIGTERM uvicorn closes every
-  open socket with 1012 (service restart), so clients reconnect elsewhere.
+- ``lifespan`` starts and stops this process's broker. On SIGTERM the process drains
+  (``DRAIN_SECONDS``): every client is closed with 1012 (service restart), spread over
+  the window, so they reconnect elsewhere a few at a time; then the server stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import threading
@@ -159,7 +161,10 @@ def _chain_shutdown_signals() -> None:
     ASGI's ``lifespan.shutdown`` comes only after the server has waited for open
     requests to finish, and uvicorn leaves streaming responses running until its grace
     period ends. So tidings chains itself before the server's own handlers (installed
-    just before startup) to end its streams and held polls at once with 1012.
+    just before startup). On SIGTERM (a deploy) it drains: readiness says 503 at once,
+    the clients are closed with 1012 spread over ``DRAIN_SECONDS``, and only then is
+    the server's handler called (so the server keeps listening meanwhile, and a new
+    client is told 1012 at once). On SIGINT everyone is closed at once.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -170,7 +175,11 @@ def _chain_shutdown_signals() -> None:
             continue
 
         def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            loop.call_soon_threadsafe(get_node().begin_shutdown)
+            if signum == signal.SIGTERM:  # a deploy: drain first, then the server stops
+                then = functools.partial(previous, signum, frame)
+                loop.call_soon_threadsafe(get_node().begin_shutdown, then)
+                return
+            loop.call_soon_threadsafe(get_node().begin_shutdown)  # Ctrl-C: at once
             previous(signum, frame)
 
         handler._tidings = True  # type: ignore[attr-defined]

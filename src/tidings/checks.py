@@ -27,16 +27,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     if problems:
         return problems
     workers, said = worker_count(sys.argv, os.environ)
+    found: list[checks.CheckMessage] = []
     if settings.broker.startswith("memory:") and workers > 1:
-        return [
+        found.append(
             checks.Warning(
                 f"The memory broker is used with {workers} workers ({said}): each "
                 "process only sees its own publishes and history.",
                 hint='Use the Redis broker: TIDINGS = {"BROKER": "redis://..."}.',
                 id="tidings.W001",
             )
-        ]
-    return []
+        )
+    if settings.metrics and workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        found.append(
+            checks.Warning(
+                f"Metrics are on with {workers} workers ({said}) but PROMETHEUS_MULTIPROC_DIR "
+                "is not set: each scrape of /realtime/metrics sees one worker's.",
+                hint="Set it to an empty directory before the server starts (docs/operations.md).",
+                id="tidings.W003",
+            )
+        )
+    return found
 
 
 @checks.register(checks.Tags.staticfiles)  # not among the checks each worker runs at startup

@@ -45,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS_PER_IP": 100,
     "MAX_CONNECTIONS_PER_USER": 100,
     "TOKEN_TTL": 3600.0,
+    "DRAIN_SECONDS": 5.0,
+    "CONNECT_RATE": {"rate": 500.0, "burst": 1000},
+    "METRICS": True,
+    "METRICS_TOKEN": None,
     "OUTBOX_RELAY": True,
     "OUTBOX_POLL": 1.0,
 }
@@ -152,6 +156,11 @@ class Settings:
     max_connections_per_ip: int = 100
     max_connections_per_user: int = 100
     token_ttl: float = 3600.0
+    drain_seconds: float = 5.0
+    connect_rate: float = 500.0
+    connect_burst: int = 1000
+    metrics: bool = True
+    metrics_token: str | None = None
     outbox_relay: bool = True
     outbox_poll: float = 1.0
 
@@ -237,9 +246,23 @@ def load() -> Settings:
         max_connections_per_ip=int(raw["MAX_CONNECTIONS_PER_IP"]),
         max_connections_per_user=int(raw["MAX_CONNECTIONS_PER_USER"]),
         token_ttl=float(raw["TOKEN_TTL"]),
+        drain_seconds=float(raw["DRAIN_SECONDS"]),
+        connect_rate=float(dict(raw["CONNECT_RATE"])["rate"]),
+        connect_burst=int(dict(raw["CONNECT_RATE"])["burst"]),
+        metrics=bool(raw["METRICS"]),
+        metrics_token=_token(raw["METRICS_TOKEN"]),
         outbox_relay=bool(raw["OUTBOX_RELAY"]),
         outbox_poll=float(raw["OUTBOX_POLL"]),
     )
+
+
+def _token(value: Any) -> str | None:
+    """``TIDINGS["METRICS_TOKEN"]``: the bearer token a scrape from another host needs."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ImproperlyConfigured("TIDINGS['METRICS_TOKEN'] must be a string")
+    return value
 
 
 @functools.cache

@@ -225,8 +225,16 @@ def _speaks(check: Check | None, rule: Rule, topic: str) -> bool:
     return check is not None and rule.pattern.match(topic)
 
 
+# The admin panel's topics (tidings.panel): staff only, whatever rule of the project
+# would say; nobody publishes snapshots but the server.
+PANEL_RULES = (
+    Rule(Pattern("tidings-panel"), "staff", False),
+    Rule(Pattern("tidings-panel.ask"), False, "staff"),
+)
+
+
 def _resolve(topic: str, settings: Settings) -> TopicInfo:
-    rules = (*settings.rules, *_rules)
+    rules = (*PANEL_RULES, *settings.rules, *_rules)
     subscribe = next(
         (r.subscribe for r in rules if r.subscribe is not None and r.pattern.match(topic)), None
     )

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ logger = logging.getLogger("tidings.client")
 
 NO_RECONNECT = {1000, 1009}  # "nothing to do" and "fix the sender" (docs/protocol.md)
 IDLE = 4010  # closed for holding no subscription: reconnect once there is one
+TRY_AGAIN = 1013  # too many connections at once: "try again in N s"
 _END: Any = object()  # ends a subscription's iteration
 
 
@@ -318,6 +320,9 @@ class Client:
             self.state = "connecting"
             self.last_close = (code, reason)
             delay = self.backoff.delay(attempt)
+            hint = re.search(r"in ([0-9.]+) s", reason) if code == TRY_AGAIN else None
+            if hint:  # the server admits a reconnect storm at a bounded rate: wait so long
+                delay = max(delay, float(hint.group(1)))
             logger.warning(
                 "tidings client: %s closed (%s), again in %.1f s", self.url, reason, delay
             )

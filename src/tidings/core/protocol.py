@@ -33,6 +33,7 @@ MAX_SAFE_INTEGER = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER: larger ids
 CLOSE_NORMAL = 1000
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_TRY_AGAIN = 1013  # too many connections at once (CONNECT_RATE): "try again in N s"
 CLOSE_FLOOD = 4008
 CLOSE_SLOW_CONSUMER = 4009
 CLOSE_TOO_MANY = 4029  # the user holds MAX_CONNECTIONS_PER_USER connections already

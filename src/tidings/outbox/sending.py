@@ -27,9 +27,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
-from tidings import registry
+from tidings import metrics, registry
 from tidings.core.messages import Position
 from tidings.exceptions import BrokerError
 
@@ -57,12 +58,14 @@ def send(node: Node, row: OutboxMessage) -> Position:
     broker: Any = node.broker
     kind = type(broker).__module__
     history = registry.lookup(row.topic, node.settings).history
+    started = time.perf_counter()
     if kind.startswith("tidings.brokers.redis"):
         position = _redis(broker, row, history)
     elif kind.startswith("tidings.brokers.postgres"):
         position = _postgres(broker, row, history)
     else:
         position = broker.publish(row.topic, row.event, row.data, history, row.formats)
+    metrics.published("server", time.perf_counter() - started)
     for hook in node.published:
         try:
             hook(row.topic, row.event, row.data, row.formats, position)

@@ -10,11 +10,15 @@ The hub also notices a topic's history being lost under its live subscribers: a
 message in another epoch than the topic's last one (the broker restarted empty, or was
 flushed). Each subscriber hears of it first (:meth:`Subscriber.epoch_changed`) and
 tells its client (a ``gap``, docs/protocol.md) unless it joined in that epoch already.
+
+For the metrics (:mod:`tidings.metrics`) it counts deliveries once per message, not
+per subscriber: each topic knows how many subscribers of each transport it has.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from tidings.core.messages import Message
@@ -32,25 +36,39 @@ class Subscriber(Protocol):
 
 
 class _Topic:
-    __slots__ = ("epoch", "subscribers")
+    __slots__ = ("epoch", "subscribers", "transports")
 
-    def __init__(self, subscriber: Subscriber) -> None:
-        self.subscribers: dict[Subscriber, None] = {subscriber: None}
+    def __init__(self) -> None:
+        self.subscribers: dict[Subscriber, None] = {}
         self.epoch: str | None = None  # of its last message
+        self.transports: dict[str, int] = {}  # how many subscribers of each transport
+
+    def count(self, subscriber: Subscriber, n: int) -> None:
+        transport = getattr(subscriber, "transport", None)
+        if transport is not None:
+            left = self.transports[transport] = self.transports.get(transport, 0) + n
+            if not left:
+                del self.transports[transport]
 
 
 class Hub:
     def __init__(self) -> None:
         self._topics: dict[str, _Topic] = {}
+        self.delivered: dict[str, int] = {}  # messages handed to subscribers, by transport
+        # told each fanned-out message's publish time (tidings.metrics: the lag)
+        self.dispatched: Callable[[float], None] | None = None
 
     def add(self, topic: str, subscriber: Subscriber) -> bool:
         """Add a subscriber; ``True`` when it is the topic's first one in this process."""
         entry = self._topics.get(topic)
+        first = entry is None
         if entry is None:
-            self._topics[topic] = _Topic(subscriber)
-            return True
+            entry = self._topics[topic] = _Topic()
+        elif subscriber in entry.subscribers:
+            return False
         entry.subscribers[subscriber] = None
-        return False
+        entry.count(subscriber, 1)
+        return first
 
     def remove(self, topic: str, subscriber: Subscriber) -> bool:
         """Remove a subscriber; ``True`` when it was the topic's last one."""
@@ -58,10 +76,15 @@ class Hub:
         if entry is None or subscriber not in entry.subscribers:
             return False
         del entry.subscribers[subscriber]
+        entry.count(subscriber, -1)
         if entry.subscribers:
             return False
         del self._topics[topic]
         return True
+
+    def counts(self) -> dict[str, int]:
+        """Every topic with local subscribers, and how many (for the admin panel)."""
+        return {topic: len(entry.subscribers) for topic, entry in self._topics.items()}
 
     def has(self, topic: str) -> bool:
         return topic in self._topics
@@ -83,6 +106,11 @@ class Hub:
                 subscriber.deliver(message)
             except Exception:
                 logger.exception("subscriber %r failed to take %r", subscriber, message)
+        delivered = self.delivered
+        for transport, n in entry.transports.items():
+            delivered[transport] = delivered.get(transport, 0) + n
+        if self.dispatched is not None:
+            self.dispatched(message.timestamp)
 
     def _epoch_changed(self, entry: _Topic, message: Message) -> None:
         for subscriber in list(entry.subscribers):

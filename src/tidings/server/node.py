@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import secrets
 import threading
 import time
@@ -21,12 +22,17 @@ from typing import Any, Protocol
 
 from django.core.signals import setting_changed
 
-from tidings import registry
+from tidings import metrics, registry
 from tidings.brokers import Broker, broker_from_url
 from tidings.conf import Settings, get_settings
 from tidings.core.messages import Message, Position
-from tidings.core.protocol import CLOSE_SERVICE_RESTART, Limits
-from tidings.core.rate import Buckets
+from tidings.core.protocol import (
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_MANY,
+    CLOSE_TRY_AGAIN,
+    Limits,
+)
+from tidings.core.rate import Bucket, Buckets, Verdict
 from tidings.server import clients
 from tidings.server.hub import Hub, Subscriber
 from tidings.server.tracker import Tracker
@@ -76,6 +82,8 @@ class Node:
         # HTTP publishes hold no connection to keep a bucket in: one per client address
         self.http_rate = Buckets(settings.rate, settings.burst, time.monotonic)
         self.shutting_down = False
+        rate, burst = settings.connect_rate, settings.connect_burst
+        self.admission = Bucket(rate, burst, time.monotonic) if rate > 0 else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock: asyncio.Lock | None = None
         self._ready: dict[str, asyncio.Future[None]] = {}
@@ -86,10 +94,15 @@ class Node:
             self.published.append(self.grip.publish)
         else:
             self.grip = None
+        from tidings.panel.service import PanelService  # the admin panel's reports
+
+        self.services["panel"] = PanelService(self)
         if settings.pg_listen:
             from tidings.pgfeed import NotifyListener
 
             self.services["pg_listener"] = NotifyListener()
+        if settings.metrics:
+            metrics.attach(self)
         if settings.outbox_relay:  # durable publishes (tidings.outbox)
             from tidings.outbox.relay import Relay
 
@@ -151,22 +164,55 @@ class Node:
         if feed is not None and feed.filters:
             message.audience = feed
 
-    def health(self) -> dict[str, Any]:
-        """``ok`` when the broker is connected and the server is not shutting down."""
+    def health(self, ready: bool = False) -> dict[str, Any]:
+        """``ok`` when the broker is connected (``ready``: and the server is not
+        draining: a load balancer should send no one here)."""
         broker = self.broker.health()
-        health: dict[str, Any] = {"ok": bool(broker.get("connected")) and not self.shutting_down}
+        up = bool(broker.get("connected"))
+        health: dict[str, Any] = {"ok": up and not (ready and self.shutting_down)}
         health["broker"] = broker
         for name, service in self.services.items():
             state = health[name] = service.health()
             health["ok"] = health["ok"] and bool(state.get("connected"))
         return health
 
-    def begin_shutdown(self) -> None:
-        """The server is going down: close every client now (1012), so they reconnect
-        elsewhere instead of waiting for the grace period to run out."""
+    def refusal(self, user: Any) -> tuple[int, str] | None:
+        """Why a new connection of ``user`` is closed at once, if it is: the server is
+        draining (1012); too many connections arrive at once (1013, ``CONNECT_RATE``,
+        with a jittered hint: a storm is admitted at a bounded rate, and the refused
+        come back spread out); the user holds ``MAX_CONNECTIONS_PER_USER`` (4029)."""
+        if self.shutting_down:
+            return CLOSE_SERVICE_RESTART, "service restart"
+        if self.admission is not None and self.admission.take() is not Verdict.SERVE:
+            spread = self.admission.burst / self.admission.rate
+            return CLOSE_TRY_AGAIN, f"try again in {1 + random.random() * spread:.1f} s"
+        limit = self.settings.max_connections_per_user
+        if limit and self.clients.count(user) >= limit:
+            return CLOSE_TOO_MANY, f"more than {limit} connections of this user"
+        return None
+
+    def begin_shutdown(self, then: Callable[[], None] | None = None) -> None:
+        """The server is going down: not ready from now on (``/realtime/health?ready=1``
+        says 503), and every client is closed with 1012, so it reconnects elsewhere.
+
+        ``then`` (the server's own shutdown, on SIGTERM): the closes are spread over
+        ``DRAIN_SECONDS`` in a random order, so the other servers take the clients back
+        a few at a time, and ``then`` runs once they are all closed. Without it, or on
+        a second signal, everyone is closed at once.
+        """
+        clients = list(self.clients)
+        random.shuffle(clients)
+        window = self.settings.drain_seconds if then is not None and not self.shutting_down else 0
         self.shutting_down = True
-        for client in list(self.clients):
-            client.close(CLOSE_SERVICE_RESTART, "service restart")
+        step = window / len(clients) if clients and window > 0 else 0.0
+        loop = asyncio.get_running_loop()
+        for i, client in enumerate(clients):
+            if step:
+                loop.call_later(i * step, client.close, CLOSE_SERVICE_RESTART, "service restart")
+            else:
+                client.close(CLOSE_SERVICE_RESTART, "service restart")
+        if then is not None:  # a moment for the last close frames to go out
+            loop.call_later(max(0, len(clients) - 1) * step + 0.1, then)
 
     # -- ending a user's connections ---------------------------------------------------
     def disconnect(self, key: str, code: int, reason: str) -> None:
@@ -252,16 +298,27 @@ class Node:
         self, topic: str, event: str, data_json: str, formats_json: str | None = None
     ) -> Position:
         history = registry.lookup(topic, self.settings).history
+        started = time.perf_counter()
         position = self.broker.publish(topic, event, data_json, history, formats_json)
+        metrics.published("server", time.perf_counter() - started)
         for hook in self.published:
             hook(topic, event, data_json, formats_json, position)
         return position
 
     async def apublish(
-        self, topic: str, event: str, data_json: str, formats_json: str | None = None
+        self,
+        topic: str,
+        event: str,
+        data_json: str,
+        formats_json: str | None = None,
+        *,
+        source: str = "server",
     ) -> Position:
+        """``source``: who asked, for the metrics (``server`` code, or a ``client``)."""
         history = registry.lookup(topic, self.settings).history
+        started = time.perf_counter()
         position = await self.broker.apublish(topic, event, data_json, history, formats_json)
+        metrics.published(source, time.perf_counter() - started)
         for hook in self.published:
             hook(topic, event, data_json, formats_json, position)
         return position

@@ -70,7 +70,7 @@ class Performer:
             data = await registry.run_handler(handler, message)
             if data is None:
                 return None  # the handler chose to broadcast nothing
-        return await self.node.apublish(topic, ask.event, encode_data(data))
+        return await self.node.apublish(topic, ask.event, encode_data(data), source="client")
 
 
 async def _granted() -> bool:

@@ -16,7 +16,9 @@ into an :class:`Outlet`: the WebSocket :class:`~tidings.server.writer.Writer`, o
 a code and a reason, which each transport renders its own way.
 
 Every refusal (a rule's ``forbidden``, a handler's ``rejected``...) is answered here,
-whatever the transport, and logged: INFO on ``tidings.auth`` (topic, user, transport, code).
+whatever the transport, and logged: INFO on ``tidings.auth`` (topic, user, transport, code);
+and counted (:mod:`tidings.metrics`), as resumes are. The end of a connection it held
+is logged on ``tidings.connections`` (:func:`tidings.logging.connection_closed`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import secrets
 import time
 from typing import Any
 
+from tidings import metrics
 from tidings.core.asks import (
     Authorize,
     Describe,
@@ -47,7 +50,6 @@ from tidings.core.presence import Entry
 from tidings.core.protocol import (
     CLOSE_LOGGED_OUT,
     CLOSE_SLOW_CONSUMER,
-    CLOSE_TOO_MANY,
     Close,
     Error,
     Outcome,
@@ -59,6 +61,7 @@ from tidings.core.queue import Queue
 from tidings.core.session import Features, Session
 from tidings.encoding import encode_data
 from tidings.exceptions import BrokerError, Refused
+from tidings.logging import connection_closed
 from tidings.server.clients import who
 from tidings.server.node import Node
 from tidings.server.outlets import Mailbox, Outlet
@@ -80,6 +83,7 @@ class Subscriber(Performer):
         "_held",
         "_hello",
         "_leaving",
+        "_opened",
         "closing",
         "id",
         "node",
@@ -124,11 +128,13 @@ class Subscriber(Performer):
         self._hello: asyncio.Future[None] | None = None  # the `connected` signal, sending
         self._grant = grant
         self._expiry: asyncio.TimerHandle | None = None
+        self._opened = time.monotonic()
         if held:
-            limit = node.settings.max_connections_per_user
-            if limit and node.clients.count(user) >= limit:
-                self._held = False  # refused: it never counts, nothing is told
-                self.close(CLOSE_TOO_MANY, f"more than {limit} connections of this user")
+            refused = node.refusal(user)
+            if refused is not None:
+                self._held = False  # it never counts, nothing is told
+                metrics.refused(refused[0])
+                self.close(*refused)
                 return
             node.clients.add(self)
             if connected.receivers:
@@ -178,6 +184,7 @@ class Subscriber(Performer):
     def _put(self, item: Output | str, key: str | None = None) -> None:
         if self.closing is not None:
             return
+        metrics.output(item)  # (not on the hot path: deliver() queues its own)
         outlet = self.outlet
         if not self.queue and outlet.write_now(item):
             return
@@ -211,6 +218,7 @@ class Subscriber(Performer):
 
     def _overflow(self) -> None:
         logger.info("%r: more than %d items waiting, closing", self, self.queue.limit)
+        metrics.dropped("slow_consumer")
         self.close(CLOSE_SLOW_CONSUMER, "slow consumer", drop=True)
         for topic in list(self.session.topics):
             self.node.unsubscribe_now(topic, self)
@@ -282,6 +290,8 @@ class Subscriber(Performer):
         await self.run(self.session.leave_all())
         if self._held:
             code, reason = self.closing or (code, "client went away")
+            seconds = time.monotonic() - self._opened
+            connection_closed(self.id, self.user, self.transport, code, reason, seconds)
             await self._tell(disconnected, code=code, reason=reason)
 
     async def _tell(self, signal: Any, **facts: Any) -> None:

@@ -11,6 +11,10 @@ on a WebSocket. Its *cursor* (:func:`tidings.core.streams.parse_cursor`) is SSE'
 from __future__ import annotations
 
 import functools
+import hmac
+import ipaddress
+import math
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +22,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils.cache import patch_vary_headers
 
-from tidings.core.protocol import Error, Joined, Output, Subscribe
+from tidings import metrics
+from tidings.core.protocol import CLOSE_TOO_MANY, Error, Joined, Output, Subscribe
 from tidings.core.streams import parse_stream
 from tidings.grip.subscriber import ProxySubscriber
 from tidings.handshake import origin_allowed, request_caller
@@ -36,6 +41,7 @@ STATUS = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_allowed": 405,
+    "not_found": 404,
     "too_large": 413,
     "rate_limited": 429,
     "too_many_connections": 429,
@@ -62,6 +68,15 @@ def error(code: str, message: str, topic: str | None = None, **headers: str) -> 
     if status == 503:
         headers.setdefault("Retry-After", RETRY_AFTER)
     return JsonResponse({"ok": False, "error": detail}, status=status, headers=headers)
+
+
+def refusal_response(code: int, reason: str) -> JsonResponse:
+    """A connection the node refused at once (:meth:`Node.refusal`), as HTTP says it."""
+    if code == CLOSE_TOO_MANY:
+        return error("too_many_connections", reason, **{"Retry-After": "5"})
+    hint = re.search(r"in ([0-9.]+) s", reason)  # 1013's "try again in 2.4 s"
+    wait = str(math.ceil(float(hint.group(1)))) if hint else "1"
+    return error("unavailable", f"{reason}.", **{"Retry-After": wait})
 
 
 def error_response(failed: Error) -> JsonResponse:
@@ -164,8 +179,8 @@ async def stream_request(
         subscriber: Subscriber = ProxySubscriber(node, user, transport=f"grip {transport}")
     else:
         subscriber = Subscriber(node, user, Mailbox(), transport=transport, grant=grant)
-        if subscriber.closing is not None:  # MAX_CONNECTIONS_PER_USER
-            return error("too_many_connections", subscriber.closing[1], **{"Retry-After": "5"})
+        if subscriber.closing is not None:  # refused at once: Node.refusal
+            return refusal_response(*subscriber.closing)
     for r in requests:
         if not await subscriber.run(subscriber.session.check(r)):
             failed = first_error(subscriber.take())
@@ -181,15 +196,51 @@ def opened(items: list[Output]) -> dict[str, Joined]:
 
 
 async def health_view(request: HttpRequest) -> JsonResponse:
-    """``GET /realtime/health``: 200 ``{"ok": true}`` while this process can deliver, else 503.
+    """``GET /realtime/health``: 200 ``{"ok": true}`` while this process can deliver, else
+    503. ``?ready=1`` (readiness) also says 503 while it drains for a shutdown.
 
     For load balancers and probes. Staff users also get the broker's details
     (reconnects, last error).
     """
     node = get_node()
-    health = node.health()
+    health = node.health(ready=request.GET.get("ready") == "1")
     body: dict[str, Any] = {"ok": health["ok"]}
     user = await request.auser()
     if getattr(user, "is_staff", False):
         body["broker"] = health["broker"]
     return JsonResponse(body, status=200 if health["ok"] else 503)
+
+
+_FORWARDED = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP")
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponseBase:
+    """``GET /realtime/metrics``: this process's Prometheus metrics (all processes',
+    in multiprocess mode), :mod:`tidings.metrics`.
+
+    Without ``TIDINGS["METRICS_TOKEN"]`` only loopback clients are answered, and not
+    through a proxy (a request a proxy forwarded names its client in a header); with
+    it, every scrape must send ``Authorization: Bearer <token>``, from anywhere.
+    404 when ``TIDINGS["METRICS"]`` is off or prometheus_client is not installed.
+    """
+    node = get_node()
+    if not node.settings.metrics or metrics.families() is None:
+        return error("not_found", "Metrics are off: install tidings[metrics].")
+    token = node.settings.metrics_token
+    if token is not None:
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            return error("unauthorized", "Send Authorization: Bearer <METRICS_TOKEN>.")
+    elif not _loopback(request):
+        return error("forbidden", "Metrics are served to loopback clients only.")
+    body, content_type = metrics.render(node)
+    return HttpResponse(body, content_type=content_type)
+
+
+def _loopback(request: HttpRequest) -> bool:
+    if any(request.META.get(header) for header in _FORWARDED):
+        return False
+    try:
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "").is_loopback
+    except ValueError:
+        return False

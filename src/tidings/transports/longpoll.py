@@ -25,6 +25,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
+from tidings import metrics
 from tidings.core.frames import gap_frame, joined_info
 from tidings.core.messages import Message
 from tidings.core.protocol import Answer, Error, Gap
@@ -138,6 +139,7 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
         if failed is not None:
             return error("forbidden", "CSRF check failed: send the X-CSRFToken header.")
     if not node.http_rate.take(request.META.get("REMOTE_ADDR") or ""):
+        metrics.dropped("rate_limited")
         rate = node.settings.rate
         return error(
             "rate_limited",
@@ -146,6 +148,7 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
         )
     limit = node.settings.max_frame_bytes
     if int(request.headers.get("Content-Length") or 0) > limit:  # before reading it
+        metrics.dropped("too_large")
         return error("too_large", f"The body may be at most {limit} bytes.")
     try:
         body = request.body.decode()
@@ -154,9 +157,7 @@ async def publish_view(request: HttpRequest) -> HttpResponseBase:
     rid = "http-" + secrets.token_urlsafe(9)
     subscriber = Subscriber(node, user, Mailbox(), transport="publish", id=rid, held=False)
     outcome = subscriber.session.receive_publish(body)
-    if isinstance(outcome, Error):
-        return error_response(outcome)
-    await subscriber.receive(outcome)
+    await subscriber.receive(outcome)  # (an Error is queued as it is, and counted)
     for item in subscriber.take():
         if isinstance(item, Error):
             return error_response(item)

@@ -3,21 +3,22 @@
 Every publish is a script call (``lua/publish.lua``), and one at a time a process is
 bound by round trips: measured on loopback, ~2,400 ``apublish()``/s from one task and
 ~6,000/s from 64 tasks over 8 connections, where Redis itself ran each call in ~50 µs.
-So publishes queue here, and one call of the script publishes a whole batch, in the
-order they were made. Concurrency then pays: while a batch is on its way, the next one
-fills.
+So publishes queue, and one call of the script publishes a whole batch, in the order
+they were made. Concurrency then pays: while a batch is on its way, the next one fills.
 
-- **asyncio** (:class:`AsyncBatches`): a publish joins the loop's queue; a task started
-  at the next loop turn sends what queued meanwhile, one batch at a time, until the
-  queue is empty. A lone publish costs one loop turn more than before, no more.
+- **asyncio**: a publish joins the loop's queue, and
+  :class:`~tidings.brokers.redis.pipeline.AsyncPipeline` writes its batches on one
+  connection, several in flight. :class:`AsyncBatches` (one batch at a time on the
+  pool) batches the broker's history reads.
 - **threads** (:class:`SyncBatches`): the first thread to find nobody sending sends
   the queue; threads that publish meanwhile wait, and when the batch returns the next
   waiting thread sends what queued up behind it.
 
-One batch at a time per loop (and one for threads), so a topic's messages keep the order
-their publishes were made in. A batch has one receipt: a retry after a broken connection
-returns what the first attempt published instead of publishing again. Each message keeps
-its own deadline, checked by Redis, and its own answer.
+One batch at a time for threads, batches in flight on one connection for a loop, so a
+topic's messages keep the order their publishes were made in. A batch has one receipt:
+a retry after a broken connection returns what the first attempt published instead of
+publishing again. Each message keeps its own deadline, checked by Redis, and its own
+answer.
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ class Pending:
             self.error = error if isinstance(error, Exception) else RuntimeError(repr(error))
 
 
-def take(queue: list[Pending]) -> list[Pending]:
-    """Remove and return the next batch from the front of ``queue``."""
+def take(queue: list[Pending], limit: int = MAX_MESSAGES) -> list[Pending]:
+    """Remove and return the next batch (at most ``limit`` publishes) from ``queue``."""
     n, size = 0, 0
-    for pending in queue[:MAX_MESSAGES]:
+    for pending in queue[: min(limit, MAX_MESSAGES)]:
         size += pending.size
         if size > MAX_BYTES and n:
             break

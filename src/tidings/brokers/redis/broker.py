@@ -1,7 +1,8 @@
 """The Redis broker itself: publish, history, and running the scripts.
 
 **Publish** is one Lua script (``lua/publish.lua``) per batch of publishes
-(:mod:`~tidings.brokers.redis.batches`: publishes made at the same time go together):
+(:mod:`~tidings.brokers.redis.batches`: publishes made at the same time go together;
+:mod:`~tidings.brokers.redis.pipeline`: a loop's batches, several in flight):
 for each message, take the next offset, append to the stream, trim it by count, PUBLISH
 the message with its position inside. Redis runs a script alone, so offsets are
 contiguous and every process sees a topic in offset order, even with many publishers.
@@ -42,6 +43,7 @@ from tidings.brokers.redis.batches import AsyncBatches, Pending, SyncBatches, se
 from tidings.brokers.redis.listener import PubSubListener
 from tidings.brokers.redis.options import Names, Options, ms, new_id
 from tidings.brokers.redis.packing import hiredis_packing
+from tidings.brokers.redis.pipeline import AsyncPipeline
 from tidings.brokers.redis.presence import RedisPresence
 from tidings.brokers.redis.probe import Probe
 from tidings.brokers.redis.scripts import SOURCES
@@ -92,7 +94,7 @@ class RedisBroker(Broker):
         self._aio_client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._slots: asyncio.Semaphore | None = None
-        self._batches: AsyncBatches | None = None
+        self._pipeline: AsyncPipeline | None = None
         self._reads: AsyncBatches | None = None
         # The listener's and the presence store's tasks, owned by the broker's loop.
         self._tasks: list[asyncio.Task[None]] = []
@@ -181,15 +183,11 @@ class RedisBroker(Broker):
         formats_json: str | None = None,
     ) -> Position:
         self._aio()
-        assert self._batches is not None
-        pending = await self._batches.submit(
+        assert self._pipeline is not None
+        pending = await self._pipeline.submit(
             self._pending(topic, event, data_json, history, formats_json)
         )
         return self._published(topic, pending)
-
-    async def _send(self, batch: list[Pending]) -> None:
-        keys, args = self._batch_args(batch)
-        settle(batch, await self._call("publish", keys, args))
 
     async def _read(self, batch: list[Pending]) -> None:
         """Read a batch of histories: reads made at the same time (a reconnect storm's
@@ -300,20 +298,25 @@ class RedisBroker(Broker):
         loop = asyncio.get_running_loop()
         client = self._aio_client
         if client is None or self._loop is not loop:
-            client = self._aio_client = aioredis.Redis(
-                connection_pool=hiredis_packing(
-                    aioredis.ConnectionPool.from_url(
-                        self._redis_url, retry=AsyncRetry(NoBackoff(), 0), **self._pool_kwargs
-                    )
-                )
-            )
+            client = self._aio_client = aioredis.Redis(connection_pool=self._new_pool())
             self._loop = loop
             # Callers queue here in turn (FIFO), not in the pool, where some could starve.
             self._slots = asyncio.Semaphore(self.options.max_connections)
             self._scripts = {name: client.register_script(SOURCES[name]) for name in SOURCES}
-            self._batches = AsyncBatches(self._send)
+            self._pipeline = AsyncPipeline(client.connection_pool, *self._pipeline_args())
             self._reads = AsyncBatches(self._read)
         return client
+
+    def _new_pool(self) -> aioredis.ConnectionPool:
+        url, kwargs = self._redis_url, self._pool_kwargs
+        return hiredis_packing(
+            aioredis.ConnectionPool.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **kwargs)
+        )
+
+    def _pipeline_args(self) -> tuple[Any, ...]:
+        opts = self.options
+        return (SOURCES["publish"], self._batch_args, settle, self._backoff, opts.retries,
+                opts.publish_timeout)  # fmt: skip
 
     # -- running ------------------------------------------------------------------------
     async def start(self, deliver: Deliver) -> None:
@@ -345,6 +348,8 @@ class RedisBroker(Broker):
         self._listener.clear()
         client, self._aio_client = self._aio_client, None
         if client is not None and self._loop is asyncio.get_running_loop():
+            assert self._pipeline is not None
+            await self._pipeline.close()
             await client.aclose(close_connection_pool=True)
         self._sync.connection_pool.disconnect()
 

@@ -24,6 +24,8 @@ const REOPEN_TRIES = 2;
 const NO_RECONNECT = new Set([1000, 1009]);
 /** 4010 "idle": the connection held no subscription. Reconnect when there is one (or a request). */
 const IDLE = 4010;
+/** 1013 "try again in N s": too many connections at once; wait at least that. */
+const TRY_AGAIN = 1013;
 
 /**
  * A connection to the tidings server that reconnects by itself. Make one with connect().
@@ -68,6 +70,7 @@ export class Client extends Emitter {
     this._getToken = options.getToken ?? (options.token ? () => options.token : null);
     this._token = null;
     this._tokenWait = null;      // the getToken() call a connect waits for
+    this._retryHint = 0;         // ms the server asked to wait before the next reconnect
     this._state = "closed";
     this._transport = null;      // the current transport object, null between connections
     this._link = null;           // what the client knows of it: {name, opened}
@@ -486,6 +489,8 @@ export class Client extends Emitter {
   /** The transport is over (it closed, failed, or never connected): reconnect or fall back. */
   _transportClosed(link, { code, reason }) {
     if (link !== this._link) return;
+    const hint = code === TRY_AGAIN && /in ([0-9.]+) s/.exec(reason ?? "");
+    this._retryHint = hint ? Number(hint[1]) * 1000 : 0;
     this._link = null;
     this._transport = null;
     this._idle = code === IDLE && !this._closed && !this._unsent.length && !this._topics.size;
@@ -517,7 +522,9 @@ export class Client extends Emitter {
   }
 
   _scheduleReconnect() {
-    const delay = backoffDelay(this._backoff, this._attempt);
+    // 1013 "try again in N s": the server admits a reconnect storm at a bounded rate
+    const delay = Math.max(backoffDelay(this._backoff, this._attempt), this._retryHint);
+    this._retryHint = 0;
     this._attempt += 1;
     this._timer = setTimeout(() => {
       this._timer = null;
