@@ -32,6 +32,7 @@ def publish(
     event: str = "message",
     *,
     on_commit: bool = True,
+    durable: bool = False,
     using: str | None = None,
     http_response: HttpResponseBase | None = None,
     http_stream: str | None = None,
@@ -43,6 +44,11 @@ def publish(
     ``transaction.atomic()`` (on database ``using``) the message is sent only once the
     transaction commits, and never if it rolls back; then ``None`` is returned, as the
     position is not known yet. ``on_commit=False`` sends at once, transaction or not.
+
+    ``durable=True`` writes the message to the outbox table of database ``using``, in
+    its transaction (or on its own, outside one), and a relay publishes it once it has
+    committed (:mod:`tidings.outbox`): it survives the process dying right after the
+    commit. It returns ``None``; it cannot be combined with ``on_commit=False``.
 
     ``http_response``, ``http_stream`` and ``ws_message`` say exactly what requests
     held by views (:mod:`tidings.holds`) get for this item; see :mod:`tidings.formats`.
@@ -60,6 +66,13 @@ def publish(
     data_json = _encode(topic, data, event)
     formats_json = encode_formats(http_response, http_stream, ws_message)
     alias = using or DEFAULT_DB_ALIAS
+    if durable:
+        if not on_commit:
+            raise ValueError("A durable publish is sent after its commit: drop on_commit=False.")
+        from tidings import outbox
+
+        outbox.write(get_node(), topic, event, data_json, formats_json, alias)
+        return None
     if on_commit and connections[alias].in_atomic_block:
         transaction.on_commit(
             lambda: get_node().publish(topic, event, data_json, formats_json), using=alias

@@ -50,6 +50,8 @@ DEFAULTS: dict[str, Any] = {
     "METRICS": True,
     "TRACING": True,
     "METRICS_TOKEN": None,
+    "OUTBOX_RELAY": True,
+    "OUTBOX_POLL": 1.0,
 }
 """Every key of ``TIDINGS`` and its default; ``GRIP`` has none (unset: no Pushpin).
 What each key does: docs/settings.md."""
@@ -161,6 +163,8 @@ class Settings:
     metrics: bool = True
     tracing: bool = True
     metrics_token: str | None = None
+    outbox_relay: bool = True
+    outbox_poll: float = 1.0
 
     @property
     def ws_path(self) -> str:
@@ -250,6 +254,8 @@ def load() -> Settings:
         metrics=bool(raw["METRICS"]),
         tracing=bool(raw["TRACING"]),
         metrics_token=_token(raw["METRICS_TOKEN"]),
+        outbox_relay=bool(raw["OUTBOX_RELAY"]),
+        outbox_poll=float(raw["OUTBOX_POLL"]),
     )
 
 

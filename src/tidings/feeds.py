@@ -64,6 +64,9 @@ class ModelFeed:
     version_field: ClassVar[str | None] = None
     # PostgreSQL: report every write to the table, ORM or not, by trigger (tidings.pgfeed)
     triggers: ClassVar[bool] = False
+    # Write each change to the outbox in the save's transaction (tidings.outbox): it is
+    # published even if the process dies right after the commit.
+    durable: ClassVar[bool] = False
 
     def __init__(self) -> None:
         meta = self.model._meta
@@ -163,8 +166,10 @@ class ModelFeed:
     def publish(
         self, action: str, obj: models.Model, changed: list[str], replaced: Values | None = None
     ) -> None:
+        using = router.db_for_write(type(obj)) if self.durable else None
         for topic, event, data in self.changes(action, obj, changed, replaced):
-            api.publish(topic, data, event=event)  # after commit, never on rollback
+            # after commit, never on rollback
+            api.publish(topic, data, event=event, durable=self.durable, using=using)
 
     async def apublish(
         self, action: str, obj: models.Model, changed: list[str], replaced: Values | None = None

@@ -127,3 +127,20 @@ def _connected(sender, *, user, connection, transport, **facts):
 async def _broken(sender, *, topic, **facts):
     if topic.startswith("test.broken-receiver"):
         raise RuntimeError("a receiver's bug")
+
+
+# a durable feed: its changes go through the outbox (tests/test_outbox.py)
+from tests.testapp.models import Entry  # noqa: E402
+
+
+class EntryFeed(tidings.ModelFeed):
+    model = Entry
+    fields = ["text"]
+    name = "entries"
+    durable = True
+
+    def can_subscribe(self, user, topic):
+        return True
+
+
+tidings.feed(EntryFeed)

@@ -30,6 +30,7 @@ def publish_view(request: HttpRequest) -> JsonResponse:
                 topic,
                 {"i": i, "pad": os.urandom(size // 2).hex()},
                 on_commit=body.get("on_commit", True),
+                durable=body.get("durable", False),
             )
             positions.append(None if p is None else str(p))
 

@@ -104,6 +104,10 @@ class Node:
             self.services["pg_listener"] = NotifyListener()
         if settings.metrics:
             metrics.attach(self)
+        if settings.outbox_relay:  # durable publishes (tidings.outbox)
+            from tidings.outbox.relay import Relay
+
+            self.services["outbox"] = Relay(self, settings.outbox_poll)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
