@@ -33,7 +33,7 @@ from tidings.core.protocol import (
     Limits,
 )
 from tidings.core.rate import Bucket, Buckets, Verdict
-from tidings.server import clients
+from tidings.server import clients, services
 from tidings.server.hub import Hub, Subscriber
 from tidings.server.tracker import Tracker
 
@@ -95,19 +95,9 @@ class Node:
             self.published.append(self.grip.publish)
         else:
             self.grip = None
-        from tidings.panel.service import PanelService  # the admin panel's reports
-
-        self.services["panel"] = PanelService(self)
-        if settings.pg_listen:
-            from tidings.pgfeed import NotifyListener
-
-            self.services["pg_listener"] = NotifyListener()
+        self.services.update(services.beside(self))
         if settings.metrics:
             metrics.attach(self)
-        if settings.outbox_relay:  # durable publishes (tidings.outbox)
-            from tidings.outbox.relay import Relay
-
-            self.services["outbox"] = Relay(self, settings.outbox_poll)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
