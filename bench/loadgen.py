@@ -166,7 +166,7 @@ class Measurement:
         try:
             await self.server.ready()
             aux = self.server.target.aux_pids
-            self.pids += aux() if aux is not None else []
+            self.pids = self.server.pids + (aux() if aux is not None else [])  # workers up now
             self.publisher = await connect(Tally(), HOST, self.server.port, self.server.target.path)
             for name, step in steps:
                 phase = name

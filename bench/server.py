@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.procstat import rss_bytes
 from bench.targets import Target
 from bench.wsclient import Tally, connect
 
@@ -52,12 +53,12 @@ class Server:
     @property
     def pid(self) -> int:
         """The subscribers' server process: its memory is the idle-memory figure."""
-        return self.processes[-1].pid
+        return serving(self.processes[-1].pid)
 
     @property
     def pids(self) -> list[int]:
         """Every server process, the subscribers' first (CPU is summed over them)."""
-        return [p.pid for p in reversed(self.processes)]
+        return [serving(p.pid) for p in reversed(self.processes)]
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in self.log_paths)
@@ -83,6 +84,28 @@ class Server:
         if pending:
             name = self.target.name
             raise RuntimeError(f"{name} not ready after {timeout}s ({error}):\n{self.log()}")
+
+
+def serving(pid: int) -> int:
+    """The process that serves for ``pid``: itself, or its worker when it is a server
+    that forks one (granian, hypercorn), followed down to the last."""
+    while True:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = f.read().split()
+        except OSError:
+            return pid
+        if not children:
+            return pid
+        # the worker, not a helper such as multiprocessing's resource tracker: the largest
+        pid = max((int(c) for c in children), key=_rss_or_zero)
+
+
+def _rss_or_zero(pid: int) -> int:
+    try:
+        return rss_bytes(pid)
+    except (OSError, RuntimeError):
+        return 0
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 from tidings.core.protocol import CLOSE_INTERNAL_ERROR, Output
@@ -226,8 +226,11 @@ class Writer:
 
     def _send_now(self, event: Event) -> None:
         coro = self._send(event)
+        if not hasattr(coro, "send"):  # not a Python coroutine (granian's): a task awaits it
+            self._task = asyncio.get_running_loop().create_task(self._drain(coro))
+            return
         try:
-            pending = coro.send(None)  # type: ignore[attr-defined]
+            pending = coro.send(None)
         except StopIteration:
             return  # written, no waiting
         except OSError:
@@ -241,7 +244,7 @@ class Writer:
         resume = _Resume(coro, pending)  # type: ignore[arg-type]
         self._task = asyncio.get_running_loop().create_task(self._drain(resume))
 
-    async def _drain(self, first: _Resume | None) -> None:
+    async def _drain(self, first: Awaitable[Any] | None) -> None:
         send, render, queue = self._send, self._render, self._queue
         try:
             if first is not None:
