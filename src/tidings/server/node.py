@@ -170,15 +170,17 @@ class Node:
             health["ok"] = health["ok"] and bool(state.get("connected"))
         return health
 
-    def refusal(self, user: Any) -> tuple[int, str] | None:
+    def refusal(self, user: Any, admitted: bool = True) -> tuple[int, str] | None:
         """Why a new connection of ``user`` is closed at once, if it is: the server is
         draining (1012); too many connections arrive at once (1013, ``CONNECT_RATE``,
         with a jittered hint: a storm is admitted at a bounded rate, and the refused
-        come back spread out); the user holds ``MAX_CONNECTIONS_PER_USER`` (4029)."""
+        come back spread out; ``admitted=False``: not counted there, as a long-poll,
+        which is a request per poll); the user holds ``MAX_CONNECTIONS_PER_USER`` (4029)."""
         if self.shutting_down:
             return CLOSE_SERVICE_RESTART, "service restart"
-        if self.admission is not None and self.admission.take() is not Verdict.SERVE:
-            spread = self.admission.burst / self.admission.rate
+        admission = self.admission if admitted else None
+        if admission is not None and admission.take() is not Verdict.SERVE:
+            spread = admission.burst / admission.rate
             return CLOSE_TRY_AGAIN, f"try again in {1 + random.random() * spread:.1f} s"
         limit = self.settings.max_connections_per_user
         if limit and self.clients.count(user) >= limit:

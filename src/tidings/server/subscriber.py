@@ -130,7 +130,7 @@ class Subscriber(Performer):
         self._expiry: asyncio.TimerHandle | None = None
         self._opened = time.monotonic()
         if held:
-            refused = node.refusal(user)
+            refused = node.refusal(user, admitted=transport != "longpoll")
             if refused is not None:
                 self._held = False  # it never counts, nothing is told
                 metrics.refused(refused[0])
