@@ -67,17 +67,7 @@ class RedisBroker(Broker):
         self._db = int(dict(parse_qsl(parts.query)).get("db") or path_db or 0)
         self.names = Names(opts.prefix, self._db)
         self._backoff = EqualJitterBackoff(cap=2.0, base=0.05)
-        given = dict(parse_qsl(parts.query))
-        self._pool_kwargs: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": float(given.get("socket_timeout", 3.0)),
-            "socket_connect_timeout": float(given.get("socket_connect_timeout", 3.0)),
-            "max_connections": opts.max_connections,
-        }
-        self._timeout = float(self._pool_kwargs["socket_timeout"])
-        # A receipt outlives any attempt whose reply a publisher may still read.
-        connect = float(self._pool_kwargs["socket_connect_timeout"])
-        self._receipt_ms = ms(opts.publish_timeout + connect + self._timeout + 2)
+        self._set_timeouts(dict(parse_qsl(parts.query)))
         self._sync = redis.Redis(
             connection_pool=redis.BlockingConnectionPool.from_url(
                 self._redis_url,
@@ -109,6 +99,19 @@ class RedisBroker(Broker):
         )
         self.presence = RedisPresence(self._call, self.names, opts, self._where)
         self._probe = Probe(self._redis_url, self._pool_kwargs, opts.health_interval)
+
+    def _set_timeouts(self, given: dict[str, str]) -> None:
+        """The pools' options from the URL's ``given`` ones, and what follows from them."""
+        self._pool_kwargs: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": float(given.get("socket_timeout", 3.0)),
+            "socket_connect_timeout": float(given.get("socket_connect_timeout", 3.0)),
+            "max_connections": self.options.max_connections,
+        }
+        self._timeout = float(self._pool_kwargs["socket_timeout"])
+        # A receipt outlives any attempt whose reply a publisher may still read.
+        connect = float(self._pool_kwargs["socket_connect_timeout"])
+        self._receipt_ms = ms(self.options.publish_timeout + connect + self._timeout + 2)
 
     def _describe(self) -> str:
         kw = self._sync.connection_pool.connection_kwargs
@@ -182,12 +185,14 @@ class RedisBroker(Broker):
         history: HistoryPolicy,
         formats_json: str | None = None,
     ) -> Position:
+        pending = await self._submit(self._pending(topic, event, data_json, history, formats_json))
+        return self._published(topic, pending)
+
+    async def _submit(self, pending: Pending) -> Pending:
+        """Publish ``pending`` with the loop's next batch; return it answered."""
         self._aio()
         assert self._pipeline is not None
-        pending = await self._pipeline.submit(
-            self._pending(topic, event, data_json, history, formats_json)
-        )
-        return self._published(topic, pending)
+        return await self._pipeline.submit(pending)
 
     async def _read(self, batch: list[Pending]) -> None:
         """Read a batch of histories: reads made at the same time (a reconnect storm's
@@ -340,12 +345,16 @@ class RedisBroker(Broker):
             logger.critical("%s ended (%r): this process no longer gets messages from Redis",
                             task.get_name(), error)  # fmt: skip
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
+        """Cancel the listener's, presence's and probe's tasks; forget the topics."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._listener.clear()
+
+    async def close(self) -> None:
+        await self._stop()
         client, self._aio_client = self._aio_client, None
         if client is not None and self._loop is asyncio.get_running_loop():
             assert self._pipeline is not None
