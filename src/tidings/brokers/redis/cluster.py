@@ -80,6 +80,7 @@ class RedisClusterBroker(RedisBroker):
         self._writes: AsyncBatches | None = None
         # Threads publish through a loop of the broker's own (started on first use).
         self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_clients: Clients | None = None
         self._thread_lock = threading.Lock()
         self._sync_batches = SyncBatches(self._send_sync)
         self._tasks: list[asyncio.Task[None]] = []
@@ -95,7 +96,12 @@ class RedisClusterBroker(RedisBroker):
 
     # -- the loop's clients -------------------------------------------------------------
     def _state(self) -> Clients:
+        """The running loop's clients: the threads' loop keeps its own."""
         loop = asyncio.get_running_loop()
+        if loop is self._thread_loop:
+            if self._thread_clients is None:
+                self._thread_clients = Clients(self._hosts, self._pool_kwargs)
+            return self._thread_clients
         if self._clients is None or self._loop is not loop:
             self._clients = Clients(self._hosts, self._pool_kwargs)
             self._loop = loop
@@ -258,6 +264,10 @@ class RedisClusterBroker(RedisBroker):
             await state.close()
         loop, self._thread_loop = self._thread_loop, None
         if loop is not None:
+            thread_state, self._thread_clients = self._thread_clients, None
+            if thread_state is not None:
+                done = asyncio.run_coroutine_threadsafe(thread_state.close(), loop)
+                await asyncio.wrap_future(done)
             loop.call_soon_threadsafe(loop.stop)
 
 
