@@ -43,8 +43,9 @@ from redis.exceptions import NoScriptError
 
 from tidings.brokers.base import Broker, Deliver
 from tidings.brokers.redis.batches import AsyncBatches, Pending, SyncBatches, settle
-from tidings.brokers.redis.broker import RedisBroker
+from tidings.brokers.redis.broker import WAIT_S, RedisBroker
 from tidings.brokers.redis.options import Options, ms
+from tidings.brokers.redis.pipeline import unreplicated
 from tidings.brokers.redis.presence import RedisPresence
 from tidings.brokers.redis.probe import Probe
 from tidings.brokers.redis.scripts import SOURCES
@@ -88,11 +89,9 @@ class RedisClusterBroker(RedisBroker):
             self._hosts, self._pool_kwargs, self.names, opts, self._backoff, self.history,
             self._where,
         )  # fmt: skip
+        self._listener.went_back = self._went_back
         self.presence = RedisPresence(self._call, self.names, opts, self._where)
         self._probe: Probe = ClusterProbe(self._hosts, self._pool_kwargs, opts.health_interval)
-
-    def _describe(self) -> str:
-        return self._where
 
     # -- the loop's clients -------------------------------------------------------------
     def _state(self) -> Clients:
@@ -128,13 +127,10 @@ class RedisClusterBroker(RedisBroker):
                     pipe.evalsha(sha, len(keys), *keys, *args)
                     need = min(wait, state.replicas(slot))
                     if need:
-                        pipe.execute_command("WAIT", need, ms(self._timeout))
+                        pipe.execute_command("WAIT", need, ms(WAIT_S))
                     replies = await pipe.execute()
                 if need and replies[1] < need:
-                    raise BrokerError(
-                        f"only {replies[1]} of {need} replica(s) confirmed within {self._timeout}s"
-                        ": it is on the master, and may be lost if the master fails"
-                    )
+                    raise BrokerError(unreplicated(replies[1], need, WAIT_S))
                 return replies[0]
             except NoScriptError:
                 await client.script_load(SOURCES[script])
@@ -172,7 +168,8 @@ class RedisClusterBroker(RedisBroker):
         try:
             keys, args = self._group_args(group)
             slot = key_slot(group[0].keys[0].encode())
-            settle(group, await self._on_slot(slot, "publish", keys, args, self.options.replicas))
+            replicas = 1 if self.options.replicas < 0 else self.options.replicas
+            settle(group, await self._on_slot(slot, "publish", keys, args, replicas))
         except Exception as e:
             for pending in group:
                 pending.fail(e)

@@ -30,6 +30,7 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from tidings.brokers.base import Deliver, HistoryResult
 from tidings.brokers.redis.options import Names, Options
+from tidings.brokers.redis.pools import async_pool
 from tidings.core.messages import EMPTY, Message, Position
 from tidings.exceptions import BrokerError
 
@@ -52,6 +53,9 @@ class _Topic:
         self.last: Position | None = None  # None: take the next live message as it comes
         self.ready = ready  # resolved when Redis confirms the subscription
         self.resync = False  # fill the gap from history once re-subscribed
+
+
+Gap = tuple[str, _Topic, Position, Message]  # what to fill from history, and what came
 
 
 class PubSubListener:
@@ -83,6 +87,7 @@ class PubSubListener:
         self._where = where
         self._timeout = float(pool_kwargs["socket_timeout"])
         self.deliver: Deliver | None = None
+        self.went_back: Callable[[str, Position], Awaitable[None]] | None = None  # new epoch
         self._topics: dict[str, _Topic] = {}
         self._pubsub: PubSub | None = None
         self._inflight: dict[str, int] = {}  # SUBSCRIBEs sent on this connection, unconfirmed
@@ -95,14 +100,9 @@ class PubSubListener:
 
     def health(self) -> dict[str, Any]:
         """Whether the connection is up, how often it came back, the last error."""
-        return {
-            "connected": self.connected,
-            "reconnects": self._reconnects,
-            "last_error": self._last_error,
-            "since": self._changed,
-            "topics": len(self._topics),
-            "redis": self._where,
-        }
+        return {"connected": self.connected, "reconnects": self._reconnects,
+                "last_error": self._last_error, "since": self._changed,
+                "topics": len(self._topics), "redis": self._where}  # fmt: skip
 
     def clear(self) -> None:
         """Forget every topic and the callback (the broker was closed)."""
@@ -161,7 +161,7 @@ class PubSubListener:
     # -- the connection ------------------------------------------------------------------
     async def run(self) -> None:
         """Supervise the pub/sub connection: connect, subscribe, listen; on failure, again."""
-        pool = aioredis.ConnectionPool.from_url(
+        pool = async_pool(
             self._redis_url,
             # No retries inside redis-py: a failure must surface here, to re-subscribe
             # and fill the gap from history.
@@ -322,14 +322,12 @@ class PubSubListener:
         if gap is not None:
             await self._fill(*gap)
 
-    def _message(self, channel: str, payload: str) -> tuple[str, _Topic, Position, Message] | None:
+    def _message(self, channel: str, payload: str) -> Gap | None:
         """Deliver a live message, unless offsets were skipped: then return what to
         fill from history (a plain call, not a coroutine: most messages need no await)."""
         return self._parse(self._names.topic_of(channel), channel, payload)
 
-    def _parse(
-        self, topic: str, channel: str, payload: str
-    ) -> tuple[str, _Topic, Position, Message] | None:
+    def _parse(self, topic: str, channel: str, payload: str) -> Gap | None:
         sub = self._topics.get(topic)
         if sub is None:
             return None
@@ -390,6 +388,9 @@ class PubSubListener:
             "window exceeded); clients resuming with since get recovered=false",
             topic, since, result.position,
         )  # fmt: skip
+        now = result.position  # behind what was seen, in its epoch: a failover lost some
+        if now.epoch == since.epoch and now.offset < since.offset and self.went_back:
+            await self.went_back(topic, since)
         sub.last = None
         if trigger is not None:
             self._take(topic, sub, trigger)
