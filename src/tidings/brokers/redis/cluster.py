@@ -57,6 +57,7 @@ from tidings.exceptions import BrokerError
 logger = logging.getLogger("tidings.brokers.redis")
 
 T = TypeVar("T")
+Part = tuple[int, list[str], list[Any]]  # a script call: its slot, keys and arguments
 
 
 class RedisClusterBroker(RedisBroker):
@@ -111,40 +112,73 @@ class RedisClusterBroker(RedisBroker):
     def _aio(self) -> Any:
         return self._state()
 
-    async def _on_slot(self, slot: int, script: str, keys: list[str], args: list[Any],
-                       wait: int = 0) -> Any:  # fmt: skip
-        """Run ``script`` on the master of ``slot`` (then ``WAIT wait`` on the same
-        connection); follow MOVED and failovers until ``publish_timeout``."""
+    async def _run(self, script: str, parts: list[Part], wait: int = 0) -> list[Any]:
+        """Run ``script`` once per part, each on the master of its slot: one pipeline per
+        master, then ``WAIT wait`` on the same connection. Follow MOVED and failovers
+        until ``publish_timeout``. Returns each part's reply, or the exception it ended
+        with."""
         state = self._state()
+        results: list[Any] = [None] * len(parts)
+        todo = list(range(len(parts)))
         give_up = time.monotonic() + self.options.publish_timeout
         failures = 0
         while True:
+            retry: list[int] = []
             try:
                 await state.ready()
-                client = state.client(state.primary(slot))
-                sha = state.scripts[script].sha
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.evalsha(sha, len(keys), *keys, *args)
-                    need = min(wait, state.replicas(slot))
-                    if need:
-                        pipe.execute_command("WAIT", need, ms(WAIT_S))
-                    replies = await pipe.execute()
-                if need and replies[1] < need:
-                    raise BrokerError(unreplicated(replies[1], need, WAIT_S))
-                return replies[0]
-            except NoScriptError:
-                await client.script_load(SOURCES[script])
+                nodes: dict[str, list[int]] = defaultdict(list)
+                for i in todo:
+                    nodes[state.primary(parts[i][0]).name].append(i)
+                outcomes = await asyncio.gather(*(
+                    self._pipe(state, [parts[i] for i in idx], script, wait)
+                    for idx in nodes.values()
+                ), return_exceptions=True)  # fmt: skip
             except MOVED as e:
-                failures += 1
-                pause = self._backoff.compute(failures)
-                if failures > 2 * self.options.retries + 4 or time.monotonic() + pause > give_up:
-                    raise
-                logger.debug("Redis Cluster: %s: %s; refreshing the slot map", type(e).__name__, e)
-                await asyncio.sleep(pause)
-                await state.refresh()
+                outcomes, nodes = [e], {"": todo}
+            for idx, out in zip(nodes.values(), outcomes, strict=True):
+                replies = [out] * len(idx) if isinstance(out, BaseException) else out
+                for i, reply in zip(idx, replies, strict=True):
+                    results[i] = reply
+                    if isinstance(reply, MOVED):
+                        retry.append(i)
+            failures += 1
+            pause = self._backoff.compute(failures)
+            if not retry or time.monotonic() + pause > give_up:
+                return results
+            logger.debug("Redis Cluster: %s; refreshing the slot map", results[retry[0]])
+            todo = retry
+            await asyncio.sleep(pause)
+            await state.refresh()
+
+    async def _pipe(self, state: Clients, parts: list[Part], script: str, wait: int) -> list[Any]:
+        """One master's parts in one pipeline (then WAIT): each part's reply or error."""
+        client = state.client(state.primary(parts[0][0]))
+        need = min([wait] + [state.replicas(slot) for slot, _, _ in parts])
+        sha = state.scripts[script].sha
+        while True:
+            async with client.pipeline(transaction=False) as pipe:
+                for _, keys, args in parts:
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                if need:
+                    pipe.execute_command("WAIT", need, ms(WAIT_S))
+                replies = await pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                break
+            await client.script_load(SOURCES[script])
+        if need:
+            acked = replies.pop()
+            if isinstance(acked, Exception):
+                raise acked
+            if acked < need:
+                error = BrokerError(unreplicated(acked, need, WAIT_S))
+                replies = [r if isinstance(r, Exception) else error for r in replies]
+        return list(replies)
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._on_slot(key_slot(keys[0].encode()), script, keys, args)
+        (reply,) = await self._run(script, [(key_slot(keys[0].encode()), keys, args)])
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
 
     # -- publishing ---------------------------------------------------------------------
     def _pending(
@@ -162,19 +196,24 @@ class RedisClusterBroker(RedisBroker):
 
     async def _write(self, batch: list[Pending]) -> None:
         """Publish ``batch``: each slot's part on its master, then SPUBLISH what it took."""
-        await asyncio.gather(*(self._write_slot(group) for group in by_slot(batch).values()))
-
-    async def _write_slot(self, group: list[Pending]) -> None:
-        try:
+        groups = list(by_slot(batch).values())
+        parts: list[Part] = []
+        for group in groups:
             keys, args = self._group_args(group)
-            slot = key_slot(group[0].keys[0].encode())
-            replicas = 1 if self.options.replicas < 0 else self.options.replicas
-            settle(group, await self._on_slot(slot, "publish", keys, args, replicas))
-        except Exception as e:
-            for pending in group:
-                pending.fail(e)
-            return
-        await self._spublish(group)
+            parts.append((key_slot(keys[1].encode()), keys, args))
+        replicas = 1 if self.options.replicas < 0 else self.options.replicas
+        published: list[Pending] = []
+        for group, reply in zip(groups, await self._run("publish", parts, replicas), strict=True):
+            try:
+                if isinstance(reply, BaseException):
+                    raise reply
+                settle(group, reply)
+                published += group
+            except Exception as e:
+                for pending in group:
+                    pending.fail(e)
+        if published:
+            await self._spublish(published)
 
     async def _spublish(self, group: list[Pending]) -> None:
         """SPUBLISH each message of ``group`` on its shard channel, in order per master.
@@ -195,13 +234,14 @@ class RedisClusterBroker(RedisBroker):
         while by_channel:
             try:
                 await state.ready()
-                for channel in list(by_channel):
-                    client = state.client(state.primary(key_slot(channel.encode())))
-                    async with client.pipeline(transaction=False) as pipe:
-                        for payload in by_channel[channel]:
-                            pipe.execute_command("SPUBLISH", channel, payload)
-                        await pipe.execute()
-                    del by_channel[channel]
+                nodes: dict[str, list[str]] = defaultdict(list)
+                for channel in by_channel:
+                    nodes[state.primary(key_slot(channel.encode())).name].append(channel)
+                for out in await asyncio.gather(*(
+                    self._spublish_on(state, channels, by_channel) for channels in nodes.values()
+                ), return_exceptions=True):  # fmt: skip
+                    if isinstance(out, BaseException):
+                        raise out
             except MOVED as e:
                 failures += 1
                 pause = self._backoff.compute(failures)
@@ -211,6 +251,18 @@ class RedisClusterBroker(RedisBroker):
                     return
                 await asyncio.sleep(pause)
                 await state.refresh()
+
+    @staticmethod
+    async def _spublish_on(state: Clients, channels: list[str], left: dict[str, list[str]]) -> None:
+        """One master's shard channels' messages in one pipeline; sent ones leave ``left``."""
+        client = state.client(state.primary(key_slot(channels[0].encode())))
+        async with client.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                for payload in left[channel]:
+                    pipe.execute_command("SPUBLISH", channel, payload)
+            await pipe.execute()
+        for channel in channels:
+            del left[channel]
 
     async def _submit(self, pending: Pending) -> Pending:
         self._state()
@@ -231,23 +283,22 @@ class RedisClusterBroker(RedisBroker):
         return asyncio.run_coroutine_threadsafe(coro, self._thread_loop).result()
 
     async def _read(self, batch: list[Pending]) -> None:
-        await asyncio.gather(*(self._read_slot(g) for g in by_slot(batch).values()))
-
-    async def _read_slot(self, group: list[Pending]) -> None:
-        keys: list[str] = []
-        args: list[Any] = [ms(self.options.meta_ttl)]
-        for pending in group:
-            keys += pending.keys
-            args += pending.args
-        try:
-            slot = key_slot(keys[0].encode())
-            replies = await self._on_slot(slot, "history", keys, args)
-        except Exception as e:
+        groups = list(by_slot(batch).values())
+        parts: list[Part] = []
+        for group in groups:
+            keys: list[str] = []
+            args: list[Any] = [ms(self.options.meta_ttl)]
             for pending in group:
-                pending.fail(e)
-            return
-        for pending, reply in zip(group, replies, strict=True):
-            pending.reply = reply
+                keys += pending.keys
+                args += pending.args
+            parts.append((key_slot(keys[0].encode()), keys, args))
+        for group, replies in zip(groups, await self._run("history", parts), strict=True):
+            if isinstance(replies, BaseException):
+                for pending in group:
+                    pending.fail(replies)
+                continue
+            for pending, reply in zip(group, replies, strict=True):
+                pending.reply = reply
 
     # -- running ------------------------------------------------------------------------
     async def start(self, deliver: Deliver) -> None:

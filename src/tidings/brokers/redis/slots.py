@@ -95,9 +95,11 @@ class Clients:
     def client(self, node: ClusterNode) -> aioredis.Redis:
         client = self._nodes.get(node.name)
         if client is None:
-            pool = aioredis.ConnectionPool(
-                host=node.host, port=node.port, retry=AsyncRetry(NoBackoff(), 0), **self.kwargs
-            )
+            # Blocking: a batch's parts for one master wait for its connections in turn.
+            pool = aioredis.BlockingConnectionPool(
+                host=node.host, port=node.port, retry=AsyncRetry(NoBackoff(), 0),
+                timeout=self.kwargs["socket_timeout"], **self.kwargs,
+            )  # fmt: skip
             client = self._nodes[node.name] = aioredis.Redis(connection_pool=pool)
         return client
 
