@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import EqualJitterBackoff
 from redis.crc import key_slot
 from redis.exceptions import NoScriptError
@@ -69,12 +70,13 @@ class RedisClusterBroker(RedisBroker):
         self.options, rest = Options.split_url(url)
         opts = self.options
         if opts.shards < 1:
-            raise BrokerError(f"TIDINGS['BROKER'] = {url!r}: shards must be at least 1")
+            raise ImproperlyConfigured(f"TIDINGS['BROKER'] = {url!r}: shards must be at least 1")
         self._hosts, given = startup_nodes(rest)
         self._db = 0
         self.names = self.shards = ShardNames(opts.prefix, opts.shards)
         self._backoff = EqualJitterBackoff(cap=2.0, base=0.05)
         self._set_timeouts(given)
+        self._pool_kwargs.update({k: given[k] for k in ("username", "password") if k in given})
         self._where = "cluster " + ",".join(f"{h}:{p}" for h, p in self._hosts)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: Clients | None = None

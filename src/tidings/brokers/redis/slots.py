@@ -13,7 +13,7 @@ import asyncio
 import logging
 import zlib
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -61,7 +61,12 @@ def startup_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, str]]:
     for item in parts.netloc.rpartition("@")[2].split(","):
         host, _, port = item.rpartition(":")
         hosts.append((host or "127.0.0.1", int(port or 6379)))
-    return hosts, dict(parse_qsl(parts.query))
+    given = dict(parse_qsl(parts.query))
+    if parts.username:
+        given["username"] = unquote(parts.username)
+    if parts.password:
+        given["password"] = unquote(parts.password)
+    return hosts, given
 
 
 class Clients:
@@ -75,6 +80,7 @@ class Clients:
             decode_responses=True,
             socket_timeout=kwargs["socket_timeout"],
             socket_connect_timeout=kwargs["socket_connect_timeout"],
+            **{k: kwargs[k] for k in ("username", "password") if k in kwargs},
         )
         self._nodes: dict[str, aioredis.Redis] = {}
         self.scripts = {name: AsyncScript(self.cluster, SOURCES[name]) for name in SOURCES}
