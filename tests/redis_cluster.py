@@ -268,7 +268,6 @@ def _wait_sentinels_see_replica(setup: SentinelSetup, timeout: float = 20) -> No
         for s in setup.sentinels:
             with s.client() as c:
                 seen += len(c.execute_command("SENTINEL", "REPLICAS", setup.SERVICE)) > 0
-                seen += 0
         if seen == len(setup.sentinels):
             return
         time.sleep(0.1)
