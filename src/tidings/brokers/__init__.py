@@ -2,7 +2,9 @@
 
 Pick one by URL in ``TIDINGS["BROKER"]``: ``memory://`` (one process, the default), or
 ``redis://host:6379/0`` / ``rediss://`` (TLS) / ``unix:///path/redis.sock?db=0`` for many
-processes (docs/redis.md), or ``postgresql://user@host:5432/db`` / ``postgres://`` /
+processes (docs/redis.md), or ``redis+cluster://host:7000,host:7001/`` for a Redis
+Cluster, or ``redis+sentinel://host:26379,host:26380/<service>/<db>`` for the master Redis
+Sentinel names (docs/redis.md), or ``postgresql://user@host:5432/db`` / ``postgres://`` /
 ``django://<DATABASES alias>`` for many processes with PostgreSQL only (docs/brokers.md).
 """
 
@@ -20,6 +22,8 @@ BACKENDS = {
     "redis": "tidings.brokers.redis.RedisBroker",
     "rediss": "tidings.brokers.redis.RedisBroker",
     "unix": "tidings.brokers.redis.RedisBroker",
+    "redis+sentinel": "tidings.brokers.redis.RedisBroker",
+    "redis+cluster": "tidings.brokers.redis.cluster.RedisClusterBroker",
     "postgresql": "tidings.brokers.postgres.PostgresBroker",
     "postgres": "tidings.brokers.postgres.PostgresBroker",
     "django": "tidings.brokers.postgres.PostgresBroker",

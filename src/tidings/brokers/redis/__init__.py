@@ -1,7 +1,7 @@
 """The Redis broker: many processes, one Redis. ``TIDINGS = {"BROKER": "redis://host:6379/0"}``.
 
-Each topic has a few keys, all hash-tagged ``{topic}`` so a Redis Cluster would keep
-them on one shard (see docs/redis.md for the layout)::
+Each topic has a few keys, all hash-tagged ``{topic}`` so a Redis Cluster keeps them on
+one shard (see docs/redis.md for the layout)::
 
     tidings:{rooms.lobby}:meta      HASH    epoch, offset, ttl      (expires: META_TTL)
     tidings:{rooms.lobby}:history   STREAM  o=offset e=event d=data  (HistoryPolicy size/ttl)
@@ -19,7 +19,12 @@ The parts, each with the guarantees it keeps in its docstring:
   :mod:`~tidings.brokers.redis.scripts`);
 - :mod:`~tidings.brokers.redis.listener`: delivery, over one supervised pub/sub
   connection that fills gaps from history;
-- :mod:`~tidings.brokers.redis.presence`: the presence store, with its TTL and refresh.
+- :mod:`~tidings.brokers.redis.presence`: the presence store, with its TTL and refresh;
+- :mod:`~tidings.brokers.redis.pools`: pools for one Redis or behind Redis Sentinel
+  (``redis+sentinel://``);
+- :mod:`~tidings.brokers.redis.cluster`: the broker on a Redis Cluster
+  (``redis+cluster://``), with :mod:`~tidings.brokers.redis.slots` (the slot map, the
+  shard channels) and :mod:`~tidings.brokers.redis.shards` (sharded pub/sub delivery).
 """
 
 from __future__ import annotations

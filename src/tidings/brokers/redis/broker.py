@@ -43,7 +43,8 @@ from tidings.brokers.redis.batches import AsyncBatches, Pending, SyncBatches, se
 from tidings.brokers.redis.listener import PubSubListener
 from tidings.brokers.redis.options import Names, Options, ms, new_id
 from tidings.brokers.redis.packing import hiredis_packing
-from tidings.brokers.redis.pipeline import AsyncPipeline
+from tidings.brokers.redis.pipeline import AsyncPipeline, unreplicated
+from tidings.brokers.redis.pools import async_pool, describe, is_sentinel, sync_pool, url_db
 from tidings.brokers.redis.presence import RedisPresence
 from tidings.brokers.redis.probe import Probe
 from tidings.brokers.redis.scripts import SOURCES
@@ -52,6 +53,7 @@ from tidings.exceptions import BrokerError
 
 logger = logging.getLogger("tidings.brokers.redis")
 
+WAIT_S = 1.0  # how long a publish waits for its replicas (WAIT, the URL's ``replicas``)
 RETRY = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError is a ConnectionError
 
 
@@ -63,23 +65,14 @@ class RedisBroker(Broker):
         self.options, self._redis_url = Options.split_url(url)
         opts = self.options
         parts = urlsplit(self._redis_url)
-        path_db = "" if parts.scheme == "unix" else parts.path.strip("/")  # unix: the socket
-        self._db = int(dict(parse_qsl(parts.query)).get("db") or path_db or 0)
+        self._db = url_db(self._redis_url)
         self.names = Names(opts.prefix, self._db)
         self._backoff = EqualJitterBackoff(cap=2.0, base=0.05)
-        given = dict(parse_qsl(parts.query))
-        self._pool_kwargs: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": float(given.get("socket_timeout", 3.0)),
-            "socket_connect_timeout": float(given.get("socket_connect_timeout", 3.0)),
-            "max_connections": opts.max_connections,
-        }
-        self._timeout = float(self._pool_kwargs["socket_timeout"])
-        # A receipt outlives any attempt whose reply a publisher may still read.
-        connect = float(self._pool_kwargs["socket_connect_timeout"])
-        self._receipt_ms = ms(opts.publish_timeout + connect + self._timeout + 2)
+        self._set_timeouts(dict(parse_qsl(parts.query)))
+        sentinel = is_sentinel(self._redis_url)
+        self._replicas = (1 if sentinel else 0) if opts.replicas < 0 else opts.replicas
         self._sync = redis.Redis(
-            connection_pool=redis.BlockingConnectionPool.from_url(
+            connection_pool=sync_pool(
                 self._redis_url,
                 retry=Retry(NoBackoff(), 0),  # retried here, within the deadline
                 timeout=self._timeout,  # to wait for a free connection
@@ -88,7 +81,7 @@ class RedisBroker(Broker):
         )
         self._publish_sync = self._sync.register_script(SOURCES["publish"])
         self._sync_batches = SyncBatches(self._send_sync)
-        self._where = self._describe()
+        self._where = describe(self._redis_url, self._sync.connection_pool)
         # Asyncio state: bound to the loop that uses it (see _aio()).
         self._loop: asyncio.AbstractEventLoop | None = None
         self._aio_client: aioredis.Redis | None = None
@@ -107,14 +100,22 @@ class RedisBroker(Broker):
             self.history,
             self._where,
         )
+        self._listener.went_back = self._went_back
         self.presence = RedisPresence(self._call, self.names, opts, self._where)
         self._probe = Probe(self._redis_url, self._pool_kwargs, opts.health_interval)
 
-    def _describe(self) -> str:
-        kw = self._sync.connection_pool.connection_kwargs
-        if "path" in kw:
-            return f"unix:{kw['path']}/{self._db}"
-        return f"{kw.get('host', '?')}:{kw.get('port', '')}/{self._db}"
+    def _set_timeouts(self, given: dict[str, str]) -> None:
+        """The pools' options from the URL's ``given`` ones, and what follows from them."""
+        self._pool_kwargs: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": float(given.get("socket_timeout", 3.0)),
+            "socket_connect_timeout": float(given.get("socket_connect_timeout", 3.0)),
+            "max_connections": self.options.max_connections,
+        }
+        self._timeout = float(self._pool_kwargs["socket_timeout"])
+        # A receipt outlives any attempt whose reply a publisher may still read.
+        connect = float(self._pool_kwargs["socket_connect_timeout"])
+        self._receipt_ms = ms(self.options.publish_timeout + connect + self._timeout + 2)
 
     # -- publishing -------------------------------------------------------------------
     def _pending(
@@ -165,7 +166,7 @@ class RedisBroker(Broker):
         failures = 0
         while True:
             try:
-                settle(batch, self._publish_sync(keys=keys, args=args))
+                settle(batch, self._run_sync(keys, args))
                 return
             except RETRY:
                 failures += 1
@@ -173,6 +174,18 @@ class RedisBroker(Broker):
                 if failures > self.options.retries or time.monotonic() + pause > give_up:
                     raise
                 time.sleep(pause)
+
+    def _run_sync(self, keys: list[str], args: list[Any]) -> str:
+        """The publish script, then (with ``replicas``) WAIT on the same connection."""
+        if not self._replicas:
+            return str(self._publish_sync(keys=keys, args=args))
+        with self._sync.pipeline(transaction=False) as pipe:
+            self._publish_sync(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", self._replicas, ms(WAIT_S))  # type: ignore[no-untyped-call]
+            reply, acked = pipe.execute()
+        if acked < self._replicas:
+            raise BrokerError(unreplicated(acked, self._replicas, WAIT_S))
+        return str(reply)
 
     async def apublish(
         self,
@@ -182,12 +195,14 @@ class RedisBroker(Broker):
         history: HistoryPolicy,
         formats_json: str | None = None,
     ) -> Position:
+        pending = await self._submit(self._pending(topic, event, data_json, history, formats_json))
+        return self._published(topic, pending)
+
+    async def _submit(self, pending: Pending) -> Pending:
+        """Publish ``pending`` with the loop's next batch; return it answered."""
         self._aio()
         assert self._pipeline is not None
-        pending = await self._pipeline.submit(
-            self._pending(topic, event, data_json, history, formats_json)
-        )
-        return self._published(topic, pending)
+        return await self._pipeline.submit(pending)
 
     async def _read(self, batch: list[Pending]) -> None:
         """Read a batch of histories: reads made at the same time (a reconnect storm's
@@ -285,6 +300,18 @@ class RedisBroker(Broker):
             return HistoryResult(position, recovered=False)
         return HistoryResult(position, recovered=True, messages=messages)
 
+    async def _went_back(self, topic: str, seen: Position) -> None:
+        """``topic`` stands before ``seen`` in ``seen``'s epoch: after a failover, the new
+        master lacks messages that subscribers saw. Give it a new epoch (``lua/rollback.lua``)."""
+        keys = [self.names.key(topic, "meta")]
+        try:
+            if await self._call("rollback", keys, [seen.epoch, seen.offset, new_id()]):
+                logger.warning("%r: went back before %s (a failover): a new epoch", topic, seen)
+        except (redis.RedisError, OSError) as e:
+            logger.warning(
+                "%r: went back before %s; could not change its epoch: %s", topic, seen, e
+            )
+
     @staticmethod
     def _entry(topic: str, entry: list[Any], epoch: str) -> Message:
         entry_id, fields = entry
@@ -309,14 +336,12 @@ class RedisBroker(Broker):
 
     def _new_pool(self) -> aioredis.ConnectionPool:
         url, kwargs = self._redis_url, self._pool_kwargs
-        return hiredis_packing(
-            aioredis.ConnectionPool.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **kwargs)
-        )
+        return hiredis_packing(async_pool(url, retry=AsyncRetry(NoBackoff(), 0), **kwargs))
 
     def _pipeline_args(self) -> tuple[Any, ...]:
         opts = self.options
         return (SOURCES["publish"], self._batch_args, settle, self._backoff, opts.retries,
-                opts.publish_timeout)  # fmt: skip
+                opts.publish_timeout, self._replicas)  # fmt: skip
 
     # -- running ------------------------------------------------------------------------
     async def start(self, deliver: Deliver) -> None:
@@ -340,12 +365,16 @@ class RedisBroker(Broker):
             logger.critical("%s ended (%r): this process no longer gets messages from Redis",
                             task.get_name(), error)  # fmt: skip
 
-    async def close(self) -> None:
+    async def _stop(self) -> None:
+        """Cancel the listener's, presence's and probe's tasks; forget the topics."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._listener.clear()
+
+    async def close(self) -> None:
+        await self._stop()
         client, self._aio_client = self._aio_client, None
         if client is not None and self._loop is asyncio.get_running_loop():
             assert self._pipeline is not None

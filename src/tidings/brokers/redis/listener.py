@@ -30,6 +30,7 @@ from redis.utils import HIREDIS_AVAILABLE
 
 from tidings.brokers.base import Deliver, HistoryResult
 from tidings.brokers.redis.options import Names, Options
+from tidings.brokers.redis.pools import async_pool
 from tidings.core.messages import EMPTY, Message, Position
 from tidings.exceptions import BrokerError
 
@@ -54,11 +55,18 @@ class _Topic:
         self.resync = False  # fill the gap from history once re-subscribed
 
 
+Gap = tuple[str, _Topic, Position, Message]  # what to fill from history, and what came
+
+
 class PubSubListener:
     """The pub/sub connection and the topics it carries; :meth:`run` supervises it.
 
+    ``fast``: read the socket with hiredis directly (see :meth:`_listen`).
+
     ``history`` is the broker's :meth:`~tidings.brokers.base.Broker.history`, to fill gaps.
     """
+
+    fast = True
 
     def __init__(
         self,
@@ -79,6 +87,7 @@ class PubSubListener:
         self._where = where
         self._timeout = float(pool_kwargs["socket_timeout"])
         self.deliver: Deliver | None = None
+        self.went_back: Callable[[str, Position], Awaitable[None]] | None = None  # new epoch
         self._topics: dict[str, _Topic] = {}
         self._pubsub: PubSub | None = None
         self._inflight: dict[str, int] = {}  # SUBSCRIBEs sent on this connection, unconfirmed
@@ -87,17 +96,13 @@ class PubSubListener:
         self._reconnects = 0
         self._last_error: str | None = None
         self._changed = time.time()
+        self._warned = 0.0  # when a failure was last logged as a warning
 
     def health(self) -> dict[str, Any]:
         """Whether the connection is up, how often it came back, the last error."""
-        return {
-            "connected": self.connected,
-            "reconnects": self._reconnects,
-            "last_error": self._last_error,
-            "since": self._changed,
-            "topics": len(self._topics),
-            "redis": self._where,
-        }
+        return {"connected": self.connected, "reconnects": self._reconnects,
+                "last_error": self._last_error, "since": self._changed,
+                "topics": len(self._topics), "redis": self._where}  # fmt: skip
 
     def clear(self) -> None:
         """Forget every topic and the callback (the broker was closed)."""
@@ -156,7 +161,7 @@ class PubSubListener:
     # -- the connection ------------------------------------------------------------------
     async def run(self) -> None:
         """Supervise the pub/sub connection: connect, subscribe, listen; on failure, again."""
-        pool = aioredis.ConnectionPool.from_url(
+        pool = async_pool(
             self._redis_url,
             # No retries inside redis-py: a failure must surface here, to re-subscribe
             # and fill the gap from history.
@@ -165,7 +170,6 @@ class PubSubListener:
         )
         client = aioredis.Redis(connection_pool=pool)
         failures = 0
-        warned = 0.0
         up_since: float | None = None
         try:
             while True:
@@ -178,16 +182,8 @@ class PubSubListener:
                         await self._send_subscribe(pubsub, topics)
                     await self._listen(pubsub)
                 except Exception as e:
-                    # Back off from scratch only after a connection that held for a while.
-                    held = up_since is not None and time.monotonic() - up_since > 10
-                    failures = 1 if held else failures + 1
+                    failures = self._failed(e, failures, up_since)
                     up_since = None
-                    if self.connected or time.monotonic() - warned > 30:
-                        warned = time.monotonic()
-                        self._down(e, failures)
-                    else:
-                        logger.debug("Redis pub/sub: attempt %d failed: %s", failures, e)
-                    self._last_error = f"{type(e).__name__}: {e}"
                 finally:
                     self._pubsub = None
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -195,6 +191,19 @@ class PubSubListener:
         finally:
             self.connected = False
             await client.aclose(close_connection_pool=True)
+
+    def _failed(self, error: Exception, failures: int, up_since: float | None) -> int:
+        """The connection failed: log it (a warning at most every 30 s while down) and
+        return the failures to back off by, from scratch after a connection that held."""
+        held = up_since is not None and time.monotonic() - up_since > 10
+        failures = 1 if held else failures + 1
+        if self.connected or time.monotonic() - self._warned > 30:
+            self._warned = time.monotonic()
+            self._down(error, failures)
+        else:
+            logger.debug("Redis pub/sub: attempt %d failed: %s", failures, error)
+        self._last_error = f"{type(error).__name__}: {error}"
+        return failures
 
     def _up(self, pubsub: PubSub) -> list[str]:
         """Connected: return the topics to subscribe again (gaps are filled as they confirm)."""
@@ -238,7 +247,7 @@ class PubSubListener:
         ``PubSub`` still writes SUBSCRIBE, UNSUBSCRIBE and PING on the connection.
         """
         stream = getattr(pubsub.connection, "_reader", None)
-        if hiredis is not None and isinstance(stream, asyncio.StreamReader):
+        if self.fast and hiredis is not None and isinstance(stream, asyncio.StreamReader):
             await self._read(pubsub, stream)
         pinged = False
         keepalive = self._options.keepalive
@@ -251,11 +260,15 @@ class PubSubListener:
                 await pubsub.ping()
                 continue
             pinged = False
-            kind = msg["type"]
-            if kind == "message":
-                await self._on_message(msg["channel"], msg["data"])
-            elif kind == "subscribe":
-                await self._on_subscribed(msg["channel"])
+            await self._dispatch(msg)
+
+    async def _dispatch(self, msg: dict[str, Any]) -> None:
+        """Handle one of redis-py's pub/sub messages."""
+        kind = msg["type"]
+        if kind == "message":
+            await self._on_message(msg["channel"], msg["data"])
+        elif kind == "subscribe":
+            await self._on_subscribed(msg["channel"])
 
     async def _read(self, pubsub: PubSub, stream: asyncio.StreamReader) -> None:
         assert hiredis is not None
@@ -309,10 +322,12 @@ class PubSubListener:
         if gap is not None:
             await self._fill(*gap)
 
-    def _message(self, channel: str, payload: str) -> tuple[str, _Topic, Position, Message] | None:
+    def _message(self, channel: str, payload: str) -> Gap | None:
         """Deliver a live message, unless offsets were skipped: then return what to
         fill from history (a plain call, not a coroutine: most messages need no await)."""
-        topic = self._names.topic_of(channel)
+        return self._parse(self._names.topic_of(channel), channel, payload)
+
+    def _parse(self, topic: str, channel: str, payload: str) -> Gap | None:
         sub = self._topics.get(topic)
         if sub is None:
             return None
@@ -373,6 +388,9 @@ class PubSubListener:
             "window exceeded); clients resuming with since get recovered=false",
             topic, since, result.position,
         )  # fmt: skip
+        now = result.position  # behind what was seen, in its epoch: a failover lost some
+        if now.epoch == since.epoch and now.offset < since.offset and self.went_back:
+            await self.went_back(topic, since)
         sub.last = None
         if trigger is not None:
             self._take(topic, sub, trigger)

@@ -5,7 +5,12 @@ Options in the URL query (the rest goes to redis-py: ``socket_timeout``, ``proto
 (86400), ``keepalive`` (10: seconds of pub/sub silence before a PING), ``publish_timeout``
 (5: a publish's deadline, retries included), ``retries`` (2), ``max_connections`` (8 per
 pool), ``health_interval`` (1: seconds between health PINGs; unhealthy after two
-unanswered). A bad value raises ``ImproperlyConfigured`` when the broker is built.
+unanswered). ``replicas``: a publish is answered once this many replicas have it (``WAIT``, up to
+1 s, or the publish fails); 0 to not wait; by default 1 for ``redis+cluster://`` (capped
+by the replicas a slot has) and ``redis+sentinel://``, 0 otherwise. For
+``redis+cluster://`` only (:mod:`~tidings.brokers.redis.cluster`): ``shards`` (16: the
+shard channels topics are spread over). A bad
+value raises ``ImproperlyConfigured`` when the broker is built.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ class Options:
     retries: int = 2
     max_connections: int = 8
     health_interval: float = 1.0
+    shards: int = 16
+    replicas: int = -1  # -1: the default of the URL's scheme
 
     @classmethod
     def split_url(cls, url: str) -> tuple[Options, str]:

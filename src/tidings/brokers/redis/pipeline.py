@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 from redis.backoff import AbstractBackoff
 
 from tidings.brokers.redis.batches import Pending, take
+from tidings.exceptions import BrokerError
 
 pack_command: Callable[[tuple[Any, ...]], bytes] | None = None
 try:  # the asyncio client packs in Python otherwise (see packing.py)
@@ -82,8 +83,11 @@ class Flights:
         backoff: AbstractBackoff,
         retries: int,
         publish_timeout: float,
+        replicas: int = 0,
+        wait_ms: int = 1000,
     ) -> None:
         self._source = source
+        self._wait = ("WAIT", replicas, wait_ms) if replicas > 0 else None
         self._build = build
         self._settle = settle
         self._backoff = backoff
@@ -100,7 +104,23 @@ class Flights:
         return _Flight(batch, (len(keys), *keys, *args), time.monotonic() + self._publish_timeout)
 
     def _packed(self, conn: Any, flight: _Flight) -> list[bytes]:
-        return packed(conn, ("EVALSHA", self._sha, *flight.words))
+        command = packed(conn, ("EVALSHA", self._sha, *flight.words))
+        return command if self._wait is None else command + packed(conn, self._wait)
+
+    async def _reply(self, conn: Any) -> Any:
+        """A flight's reply: the script's (an error reply: that batch ran nothing), then,
+        with ``replicas``, WAIT's: fewer replicas than asked fails the batch."""
+        try:
+            reply: Any = await conn.read_response()
+        except redis.exceptions.NoScriptError:
+            raise
+        except redis.ResponseError as e:
+            reply = e
+        if self._wait is not None:
+            acked = await conn.read_response()
+            if acked < self._wait[1] and not isinstance(reply, Exception):
+                reply = BrokerError(unreplicated(acked, self._wait[1], self._wait[2] / 1000))
+        return reply
 
     def _answer(self, flight: _Flight, reply: Any) -> None:
         """Settle ``flight`` with ``reply`` (an error reply: that batch ran nothing)."""
@@ -184,14 +204,12 @@ class AsyncPipeline(Flights):
                         command = self._packed(conn, flights[written])
                         await conn.send_packed_command(command, check_health=False)
                         written += 1
-                    reply: Any = await conn.read_response()
+                    reply = await self._reply(conn)
                 except (*RETRY, redis.exceptions.NoScriptError) as e:
                     written = 0
                     await self._conn.disconnect(nowait=True)
                     await asyncio.sleep(self._expire(flights, e))
                     continue
-                except redis.ResponseError as e:
-                    reply = e
                 written -= 1
                 self._answer(flights.popleft(), reply)
                 await asyncio.sleep(0)  # the publishers just woken queue their next ones
@@ -218,6 +236,13 @@ class AsyncPipeline(Flights):
         except BaseException:
             await conn.disconnect(nowait=True)
             raise
+
+
+def unreplicated(acked: int, asked: int, seconds: float) -> str:
+    return (
+        f"only {acked} of {asked} replica(s) confirmed it within {seconds}s: it is on the "
+        "master, and may be lost if the master fails (or it was a master no longer)"
+    )
 
 
 def packed(conn: Any, words: tuple[Any, ...]) -> list[bytes]:

@@ -20,6 +20,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 
+from tidings.brokers.redis.pools import async_pool
+
 
 class Probe:
     """PINGs Redis until cancelled (:meth:`run`); :meth:`answering` says if it answers."""
@@ -47,9 +49,7 @@ class Probe:
         return {"answering": self.answering(), "answered_ago": ago, "probe_error": self.last_error}
 
     async def run(self) -> None:
-        pool = aioredis.ConnectionPool.from_url(
-            self._redis_url, retry=AsyncRetry(NoBackoff(), 0), **self._pool_kwargs
-        )
+        pool = async_pool(self._redis_url, retry=AsyncRetry(NoBackoff(), 0), **self._pool_kwargs)
         client = aioredis.Redis(connection_pool=pool)
         try:
             while True:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from importlib.resources import files
 from types import MappingProxyType
 
-NAMES = ("publish", "history", "presence_add", "presence_remove", "presence")
+NAMES = ("publish", "history", "presence_add", "presence_remove", "presence", "rollback")
 
 
 def _read(name: str) -> str:

@@ -2,7 +2,7 @@
 -- topic, append to its history (trimmed by count; reads trim by age), PUBLISH.
 -- KEYS: the batch's receipt, then meta and history of each message.
 -- ARGV: meta ttl (ms), epoch to make for a topic that has none, receipt ttl (ms), then 8
---       per message: channel, event, data JSON, formats JSON ('' for none), formats
+--       per message: channel ('' for none), event, data JSON, formats JSON ('' for none), formats
 --       length (-1 for none), history size, history ttl (ms), deadline (ms, Redis clock).
 -- Returns '<ms>' followed by one line per message: '<epoch> <offset>', or 'late' when it
 -- arrived past its deadline. A batch that already ran (a retry: same receipt) returns
@@ -42,9 +42,11 @@ for i = 0, (#ARGV - 3) / 8 - 1 do
       redis.call('DEL', history)  -- history was kept before: it no longer is
     end
     redis.call('PEXPIRE', meta, math.max(meta_ttl, ttl))
-    redis.call('PUBLISH', ARGV[a],
-               epoch .. ' ' .. offset .. ' ' .. now .. ' ' .. event .. ' ' .. flen .. '\n'
-               .. formats .. data)
+    if ARGV[a] ~= '' then  -- '': a cluster broker publishes it itself (docs/redis.md)
+      redis.call('PUBLISH', ARGV[a],
+                 epoch .. ' ' .. offset .. ' ' .. now .. ' ' .. event .. ' ' .. flen .. '\n'
+                 .. formats .. data)
+    end
     out[#out + 1] = epoch .. ' ' .. offset
   end
 end
