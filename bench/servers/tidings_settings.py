@@ -1,9 +1,10 @@
 """Django settings for the tidings target: a small project with tidings installed.
 
 Served as the README says (``uvicorn --factory tidings.asgi:get_asgi_application``).
-Two settings differ from the defaults, so that the bench measures fan-out rather than
+Three settings differ from the defaults, so that the bench measures fan-out rather than
 the guards: ``RATE_LIMIT`` is raised (the publisher sends bursts of thousands of frames
-on one socket) and ``QUEUE_SIZE`` too (a whole burst may be queued for a subscriber
+on one socket), ``CONNECT_RATE`` too (the accept phase opens thousands of sockets at
+once) and ``QUEUE_SIZE`` (a whole burst may be queued for a subscriber
 before its socket drains). History keeps its defaults: appending to it is part of
 every publish. ``BENCH_TIDINGS_BROKER`` picks the broker (``memory://`` by default);
 ``BENCH_TIDINGS_METRICS=0`` turns the Prometheus metrics off.
@@ -41,6 +42,9 @@ USE_TZ = True
 TIDINGS = {
     "BROKER": os.environ.get("BENCH_TIDINGS_BROKER", "memory://"),
     "RATE_LIMIT": {"rate": 1e9, "burst": 10**9},
+    # the accept phase opens N sockets as fast as it can: CONNECT_RATE's default (500/s,
+    # burst 1,000) would refuse most of them at N=5,000; raised, its bucket is still taken
+    "CONNECT_RATE": {"rate": 1e9, "burst": 10**9},
     "QUEUE_SIZE": 100_000,
     "RULES": {"bench.*": {"subscribe": True, "publish": True}},
     # BENCH_TIDINGS_METRICS=0: no Prometheus metrics, to measure what counting costs
