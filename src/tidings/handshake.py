@@ -51,10 +51,19 @@ _META = {
 }
 
 
+class _HostRequest(HttpRequest):
+    """An ``HttpRequest`` with only what ``get_host()`` reads: ``META`` (and the
+    settings). ``HttpRequest()`` builds five query dicts first, ~8 µs of every
+    WebSocket handshake; the check itself is Django's, unchanged."""
+
+    def __init__(self) -> None:  # (HttpRequest.__init__ is not called: nothing else is read)
+        self.META = {}
+
+
 def allowed_host(scope: Any) -> str | None:
     """The host a request names, as ``HttpRequest.get_host()`` returns it; ``None`` when
     ``ALLOWED_HOSTS`` refuses it (Django would raise ``DisallowedHost``)."""
-    request = HttpRequest()
+    request = _HostRequest()
     for key, value in scope.get("headers", []):
         name = _META.get(key)
         if name is not None and name not in request.META:

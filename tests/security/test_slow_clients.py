@@ -83,6 +83,23 @@ async def test_a_websocket_without_a_subscription_is_closed_4010_after_idle_time
             assert (await listener.next_message())["data"] == "kept"
 
 
+async def test_frames_without_a_subscription_push_the_idle_close_back(make_server):
+    """Each frame restarts the wait: pings every 0.4 s keep a socket with no topic open
+    past IDLE_TIMEOUT (1 s); once they stop, it is closed 4010 about a second later."""
+    loop = asyncio.get_running_loop()
+    with make_server({"IDLE_TIMEOUT": 1}) as srv:
+        async with connect(srv.ws_url, origin=srv.url) as ws:
+            for i in range(6):  # 2.4 s of pings, none more than 0.4 s apart
+                await ws.send(json.dumps({"id": i, "op": "ping"}))
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5))["ok"] is True
+                await asyncio.sleep(0.4)
+            quiet = loop.time()
+            with pytest.raises(ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 10)
+            assert e.value.rcvd is not None and e.value.rcvd.code == 4010
+            assert 0.2 <= loop.time() - quiet < 5  # the close came from the last ping
+
+
 async def test_a_websocket_that_leaves_its_last_topic_is_closed_4010(make_server):
     with make_server({"IDLE_TIMEOUT": 1}) as srv:
         async with connect(srv.ws_url, origin=srv.url) as ws:

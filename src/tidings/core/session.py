@@ -84,6 +84,9 @@ class Features:
     unavailable: str = "Presence and model snapshots are not available on this transport."
 
 
+ALL_FEATURES = Features()
+
+
 @dataclass(slots=True)
 class _Joins:
     """Per-topic bookkeeping of recent joins (see the module docstring)."""
@@ -123,7 +126,7 @@ class Session:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = limits
-        self.features = features or Features()
+        self.features = features or ALL_FEATURES  # (frozen: one for every session)
         self.clock = clock
         self.topics: set[str] = set()
         self.epochs: dict[str, str] = {}  # topic -> the epoch the client's stream is in
@@ -180,9 +183,6 @@ class Session:
         outputs, self.outputs = self.outputs, []
         return outputs
 
-    def _out(self, output: Output) -> None:
-        self.outputs.append(output)
-
     # -- live messages -------------------------------------------------------------------
     def _settle(self) -> None:
         """Is a join recent enough that :meth:`admit` must see live messages? (Kept in
@@ -225,7 +225,7 @@ class Session:
             return False
         gap = self._gap(message)
         if known != EMPTY.epoch:
-            self._out(gap)
+            self.outputs.append(gap)
         return known != EMPTY.epoch
 
     def _gap(self, message: Message) -> Gap:  # the client's stream is in its epoch from now
@@ -247,14 +247,14 @@ class Session:
         return self.ping(request)
 
     def ping(self, request: Ping) -> Steps:
-        self._out(Answer(request.id, {}))
+        self.outputs.append(Answer(request.id, {}))
         yield from ()
 
     def subscribe(self, request: Subscribe) -> Steps:
         topic = request.topic
         if topic in self.topics:  # already: say where the topic stands
             result: History = yield ReadHistory(topic, None)
-            self._out(Answer(request.id, {"topic": topic, "position": result.position}))
+            self.outputs.append(Answer(request.id, {"topic": topic, "position": result.position}))
             return
         yield from self.check(request)
         yield from self.join(request)
@@ -322,10 +322,10 @@ class Session:
         self.busy = True
         start = since if since is not None and result.recovered else now
         recovered = None if since is None else result.recovered
-        self._out(Joined(request.id, topic, now, recovered, start))
+        self.outputs.append(Joined(request.id, topic, now, recovered, start))
         self.epochs[topic] = now.epoch
         if rows is not None:
-            self._out(Snapshot(topic, now, rows))
+            self.outputs.append(Snapshot(topic, now, rows))
             shown = SnapshotFilter(rows)
             messages = [m for m in messages if shown.passes(m)]
             # a change committed before the snapshot was read may still be published
@@ -340,13 +340,13 @@ class Session:
     def _watch(self, topic: str, presence: dict[str, Any] | bool) -> Steps:
         self.watching[topic] = False
         state: str = yield Watch(topic)
-        self._out(PresenceFrame(topic, state))
+        self.outputs.append(PresenceFrame(topic, state))
         if isinstance(presence, dict):
             self.watching[topic] = bool((yield Track(topic, presence)))
 
     def unsubscribe(self, request: Unsubscribe) -> Steps:
         yield from self.leave(request.topic)
-        self._out(Answer(request.id, {"topic": request.topic}))
+        self.outputs.append(Answer(request.id, {"topic": request.topic}))
 
     def leave(self, topic: str) -> Steps:
         """Stop listening to ``topic`` and watching its presence."""
@@ -370,7 +370,7 @@ class Session:
         if not (yield Authorize("publish", topic)):
             raise Forbidden(f"You may not publish to {topic!r}.", topic=topic)
         position: Position | None = yield PublishData(topic, request.event, request.data)
-        self._out(Answer(request.id, {"topic": topic, "position": position}))
+        self.outputs.append(Answer(request.id, {"topic": topic, "position": position}))
 
     def presence(self, request: PresenceQuery) -> Steps:
         """Presence now (no meta), or this client's new meta."""
@@ -382,7 +382,7 @@ class Session:
             if not facts.presence:
                 raise Refused(f"Presence is not enabled on {topic!r}.", topic=topic)
             fields = yield QueryPresence(topic)
-            self._out(Answer(request.id, {"topic": topic, **fields}))
+            self.outputs.append(Answer(request.id, {"topic": topic, **fields}))
             return
         if not self.watching.get(topic):
             raise Refused(
@@ -390,11 +390,11 @@ class Session:
                 topic=topic,
             )
         yield Track(topic, request.meta)
-        self._out(Answer(request.id, {"topic": topic}))
+        self.outputs.append(Answer(request.id, {"topic": topic}))
 
     def query_presence(self, topics: Iterable[str]) -> Steps:
         """Each topic's presence now, as :class:`Answer` outputs (long-polls: a
         poller watches presence, it is not tracked: it is not connected)."""
         for topic in topics:
             fields = yield QueryPresence(topic)
-            self._out(Answer(None, {"topic": topic, **fields}))
+            self.outputs.append(Answer(None, {"topic": topic, **fields}))

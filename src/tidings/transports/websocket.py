@@ -97,33 +97,46 @@ CLOSE_IDLE = 4010
 class _IdleTimer:
     """Close a connection that holds no subscription with 4010 once it has sent nothing
     for ``IDLE_TIMEOUT`` seconds: an open socket that subscribes to nothing only holds a
-    file descriptor. A connection with a subscription has no timer at all."""
+    file descriptor. A connection with a subscription has no timer at all.
 
-    __slots__ = ("handle", "subscriber", "timeout")
+    A frame only moves the deadline: the one timer, when it fires early, waits again for
+    what is left. So a publisher that holds no topic (thousands of frames a second) does
+    not make and cancel a timer per frame."""
+
+    __slots__ = ("due", "handle", "loop", "subscriber", "timeout")
 
     def __init__(self, subscriber: Subscriber, timeout: float) -> None:
         self.subscriber = subscriber
         self.timeout = timeout
+        self.loop = asyncio.get_running_loop()
         self.handle: asyncio.TimerHandle | None = None
+        self.due = 0.0  # (loop time) when it expires, unless a frame comes before
         self.restart()
 
     def restart(self) -> None:
-        """After each frame: (re)start the wait when no topic is held, else stop it."""
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-        if self.timeout > 0 and not self.subscriber.session.topics:
-            loop = asyncio.get_running_loop()
-            self.handle = loop.call_later(self.timeout, self._expire)
+        """After each frame: push the deadline back when no topic is held, else stop."""
+        if self.timeout <= 0:
+            return
+        if self.subscriber.session.topics:
+            self.cancel()
+            return
+        self.due = self.loop.time() + self.timeout
+        if self.handle is None:
+            self.handle = self.loop.call_at(self.due, self._expire)
 
     def _expire(self) -> None:
         self.handle = None
-        if not self.subscriber.session.topics:
-            self.subscriber.close(CLOSE_IDLE, "idle: no subscription")
+        if self.subscriber.session.topics:
+            return
+        if self.loop.time() < self.due:  # a frame came meanwhile: wait for the rest
+            self.handle = self.loop.call_at(self.due, self._expire)
+            return
+        self.subscriber.close(CLOSE_IDLE, "idle: no subscription")
 
     def cancel(self) -> None:
         if self.handle is not None:
             self.handle.cancel()
+            self.handle = None
 
 
 def _handshake_ok(scope: Scope, node: Node) -> bool:
