@@ -5,11 +5,10 @@
 :mod:`~tidings.brokers.redis.pipeline`: a loop's batches, several in flight):
 for each message, take the next offset, append to the stream, trim it by count, PUBLISH
 the message with its position inside. Redis runs a script alone, so offsets are
-contiguous and every process sees a topic in offset order, even with many publishers.
-The script is idempotent (a random receipt id per batch), so it is retried after a
-broken connection without publishing twice; and each message carries a deadline, so a
-publish stuck in a frozen Redis or a dead socket is refused when it finally arrives
-instead of appearing after the caller was told it failed.
+contiguous and every process sees a topic in offset order. The script is idempotent
+(a random receipt id per batch), so it is retried after a broken connection without
+publishing twice; and each message carries a deadline, so a publish stuck in a frozen
+Redis or a dead socket is refused, not shown after its caller was told it failed.
 
 **Epochs** live in ``meta`` and are made by a publish that finds none: after a
 FLUSHALL, a restart without persistence or a long idle expiry, a topic gets a new
@@ -18,14 +17,14 @@ topic without ``meta`` stands at :data:`~tidings.core.messages.EMPTY` and no key
 written (``lua/history.lua``), so asking about any number of topics costs Redis nothing.
 
 Delivery is the :class:`~tidings.brokers.redis.listener.PubSubListener`'s job, presence
-the :class:`~tidings.brokers.redis.presence.RedisPresence` store's, health's PING the
-:class:`~tidings.brokers.redis.probe.Probe`'s; the broker runs their tasks between
-:meth:`RedisBroker.start` and :meth:`RedisBroker.close`.
+the :class:`~tidings.brokers.redis.presence.RedisPresence`'s, health's PING the
+:class:`~tidings.brokers.redis.probe.Probe`'s; the broker runs their tasks from start().
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -54,6 +53,7 @@ from tidings.exceptions import BrokerError
 logger = logging.getLogger("tidings.brokers.redis")
 
 WAIT_S = 1.0  # how long a publish waits for its replicas (WAIT, the URL's ``replicas``)
+CLOSING = 5.0  # seconds close() waits for the broker's tasks to end
 RETRY = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError is a ConnectionError
 
 
@@ -370,7 +370,8 @@ class RedisBroker(Broker):
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):  # bounded: redis-py may swallow a cancel
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), CLOSING)
         self._listener.clear()
 
     async def close(self) -> None:

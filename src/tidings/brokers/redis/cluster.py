@@ -28,6 +28,7 @@ within ``publish_timeout`` (every script may run twice: ``lua/publish.lua``'s re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import threading
@@ -44,7 +45,7 @@ from redis.exceptions import NoScriptError
 
 from tidings.brokers.base import Broker, Deliver
 from tidings.brokers.redis.batches import AsyncBatches, Pending, SyncBatches, settle
-from tidings.brokers.redis.broker import WAIT_S, RedisBroker
+from tidings.brokers.redis.broker import CLOSING, WAIT_S, RedisBroker
 from tidings.brokers.redis.options import Options, ms
 from tidings.brokers.redis.pipeline import unreplicated
 from tidings.brokers.redis.presence import RedisPresence
@@ -310,14 +311,18 @@ class RedisClusterBroker(RedisBroker):
     async def close(self) -> None:
         await self._stop()
         state, self._clients = self._clients, None
+        # each wait bounded (CLOSING): a connection redis-py keeps from a cancel must not
+        # hold the process's shutdown
         if state is not None and self._loop is asyncio.get_running_loop():
-            await state.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.close(), CLOSING)
         loop, self._thread_loop = self._thread_loop, None
         if loop is not None:
             thread_state, self._thread_clients = self._thread_clients, None
             if thread_state is not None:
                 done = asyncio.run_coroutine_threadsafe(thread_state.close(), loop)
-                await asyncio.wrap_future(done)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.wrap_future(done), CLOSING)
             loop.call_soon_threadsafe(loop.stop)
 
 
