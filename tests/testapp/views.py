@@ -55,9 +55,14 @@ async def hub_view(request: HttpRequest) -> JsonResponse:
     from tidings.server.node import get_node
 
     topic = request.GET.get("topic", "")
+    hub = get_node().hub
+    entry = hub._topics.get(topic)  # (a test's view may look inside)
+    subscribers = list(entry.subscribers) if entry is not None else []
     return JsonResponse(
         {
-            "subscribers": get_node().hub.count(topic),
+            "subscribers": hub.count(topic),
+            # ... whose join is done: its history read, its stream's epoch known
+            "joined": sum(topic in s.session.epochs for s in subscribers if hasattr(s, "session")),
             "threads": threading.active_count(),
             "tasks": len(asyncio.all_tasks()),
         }
